@@ -1,0 +1,191 @@
+"""Pending edits of one request: an overlay over the workspace that becomes a single change set.
+
+Nothing here writes to the workspace except `apply_to_disk` (the CLI's `--apply`); the LSP server
+turns the change set into one `workspace/applyEdit` and lets the editor write.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from glm_lsp.agent.files import ToolError, Workspace, digest
+
+
+@dataclass
+class Entry:
+    origin: str | None  # the path this file had before the request (None: created)
+    content: str
+
+
+@dataclass(frozen=True)
+class FileChange:
+    kind: str  # "create" | "modify" | "rename" | "delete"
+    path: str  # final path (the deleted path for delete)
+    old_path: str | None  # origin (rename, modify, delete)
+    before: str | None  # content at the origin before the request
+    after: str | None  # content after the request
+    version: int | None  # open buffer version of old_path, None when not open
+    base_hash: str | None  # hash of `before` when the agent first read it
+
+
+@dataclass
+class ChangeSet:
+    changes: list[FileChange] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.changes)
+
+    def diff(self) -> str:
+        return "".join(unified_diff(c) for c in self.changes)
+
+    def summary(self) -> list[dict[str, str]]:
+        return [{"path": c.path, "kind": c.kind} for c in self.changes]
+
+
+class Overlay:
+    """The request's view of the workspace: its own pending edits over buffers and disk."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        self.ws = workspace
+        self.files: dict[str, Entry] = {}
+        self.gone: set[str] = set()  # origins deleted or renamed away
+        self.base: dict[str, str | None] = {}  # origin -> content when first seen
+
+    def _base(self, rel: str) -> str | None:
+        if rel not in self.base:
+            self.base[rel] = self.ws.read_base(rel)
+        return self.base[rel]
+
+    def read(self, rel: str) -> str | None:
+        if rel in self.files:
+            return self.files[rel].content
+        if rel in self.gone:
+            return None
+        return self._base(rel)
+
+    def exists(self, rel: str) -> bool:
+        return self.read(rel) is not None
+
+    def write(self, rel: str, content: str) -> bool:
+        """Returns True when the file is new."""
+        if rel in self.files:
+            self.files[rel].content = content
+            return False
+        created = self.read(rel) is None
+        origin = rel if rel not in self.gone and not created else None
+        if rel in self.gone and self.base.get(rel) is not None and not self._renamed_away(rel):
+            origin, created = rel, False  # deleted earlier in this request, now written again
+            self.gone.discard(rel)
+        self.files[rel] = Entry(origin, content)
+        return created
+
+    def _renamed_away(self, rel: str) -> bool:
+        return any(e.origin == rel for e in self.files.values())
+
+    def rename(self, rel: str, new_rel: str) -> None:
+        content = self.read(rel)
+        if content is None:
+            raise ToolError(f"'{rel}' does not exist")
+        if self.read(new_rel) is not None:
+            raise ToolError(f"'{new_rel}' already exists; delete it first or pick another name")
+        entry = self.files.pop(rel, None) or Entry(rel, content)
+        if entry.origin == rel:  # an existing file moves away; a created one just moves
+            self.gone.add(rel)
+        self.files[new_rel] = entry
+
+    def delete(self, rel: str) -> None:
+        if self.read(rel) is None:
+            raise ToolError(f"'{rel}' does not exist")
+        entry = self.files.pop(rel, None)
+        origin = entry.origin if entry else rel
+        if origin is not None:
+            self.gone.add(origin)
+
+    def created_paths(self) -> list[str]:
+        return [p for p, e in self.files.items() if e.origin != p]
+
+    def removed_paths(self) -> set[str]:
+        return {p for p in self.gone if p not in self.files}
+
+    def change_set(self) -> ChangeSet:
+        # Order matters to the editor: a rename must free its old path before a create reuses it.
+        changes: list[FileChange] = []
+        kept_origins = {e.origin for e in self.files.values() if e.origin}
+        for origin in sorted(self.gone - kept_origins):
+            changes.append(self._change("delete", origin, origin, None))
+        for path, entry in sorted(self.files.items()):
+            before = self.base.get(entry.origin) if entry.origin else None
+            if entry.origin is None:
+                changes.append(self._change("create", path, None, entry.content))
+            elif entry.origin != path:
+                changes.append(self._change("rename", path, entry.origin, entry.content))
+            elif before != entry.content:
+                changes.append(self._change("modify", path, path, entry.content))
+        order = {"delete": 0, "rename": 1, "create": 2, "modify": 3}
+        return ChangeSet(sorted(changes, key=lambda c: order[c.kind]))
+
+    def _change(self, kind: str, path: str, old: str | None, after: str | None) -> FileChange:
+        before = self.base.get(old) if old else None
+        version = self.ws.version(old) if old else None
+        return FileChange(kind, path, old, before, after, version, digest(before))
+
+
+def unified_diff(change: FileChange) -> str:
+    """A git-style diff of one change (a/ and b/ prefixes, /dev/null for created and deleted)."""
+    old = f"a/{change.old_path}" if change.old_path else "/dev/null"
+    new = "/dev/null" if change.kind == "delete" else f"b/{change.path}"
+    before = (change.before or "").splitlines(keepends=True)
+    after = (change.after or "").splitlines(keepends=True)
+    lines = list(difflib.unified_diff(before, after, old, new))
+    if not lines:  # a pure rename
+        return f"--- {old}\n+++ {new}\n"
+    out = []
+    for line in lines:
+        out.append(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n")
+    return "".join(out)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        if path.exists():
+            os.chmod(tmp, path.stat().st_mode & 0o777)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def check_unchanged(root: Path, change_set: ChangeSet) -> list[str]:
+    """Files changed on disk since the agent read them (a closed file edited by someone else)."""
+    stale = []
+    for c in change_set.changes:
+        if c.old_path and c.version is None:
+            path = root / c.old_path
+            current = path.read_text(encoding="utf-8", errors="replace") if path.exists() else None
+            if digest(current) != c.base_hash:
+                stale.append(c.old_path)
+    return stale
+
+
+def apply_to_disk(root: Path, change_set: ChangeSet) -> None:
+    """Write a change set (CLI --apply): deletes, renames, then contents; each file atomically."""
+    for c in change_set.changes:
+        if c.kind == "delete":
+            (root / c.path).unlink(missing_ok=True)
+    for c in change_set.changes:
+        if c.kind == "rename" and c.old_path:
+            (root / c.path).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(root / c.old_path, root / c.path)
+    for c in change_set.changes:
+        if c.after is not None:
+            _atomic_write(root / c.path, c.after)

@@ -1,0 +1,197 @@
+"""One request: completion -> tool calls -> results -> next completion ... -> final answer.
+
+The model thinks between tool calls (interleaved thinking): every completion after a tool result
+starts with its own reasoning, and all of it stays in the request's messages, byte-exact.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from glm_lsp.agent.edits import ChangeSet, Overlay
+from glm_lsp.agent.prompts import SYSTEM_PROMPT, AgentRequest, user_message
+from glm_lsp.agent.tools import ToolBox
+from glm_lsp.glm.format import render_prompt
+from glm_lsp.glm.parse import ContentDelta, End, ParseError, ReasoningDelta, StreamParser
+from glm_lsp.glm.parse import ToolCall as ParsedCall
+from glm_lsp.glm.tool_schemas import TOOLS
+from glm_lsp.runtime.base import Backend, CompletionRequest, Stats
+
+Sink = Callable[
+    [str, str], None
+]  # (kind, text): reasoning | content | tool_call | tool_result | progress
+
+
+@dataclass
+class Options:
+    enable_thinking: bool
+    preserve_thinking: bool = True
+    max_tokens: int = 4096
+    max_steps: int = 24
+    context_length: int = 65536
+    temperature: float = 0.7
+    top_p: float = 1.0
+
+
+@dataclass
+class AgentResult:
+    text: str
+    reasoning: list[str]
+    messages: list[dict[str, Any]]
+    changes: ChangeSet
+    stats: Stats
+    reads: dict[str, str | None]
+    compacted_turns: list[int] = field(default_factory=list)
+    stopped: str | None = None  # why the loop ended early (maxSteps, maxTokens)
+
+
+def _describe(call: ParsedCall) -> str:
+    shown = ", ".join(
+        f"{k}={v!r}" if not isinstance(v, str) or len(v) < 60 else f"{k}=<{len(v)} chars>"
+        for k, v in call.arguments.items()
+    )
+    return f"{call.name}({shown})"
+
+
+def _progress(call: ParsedCall) -> str:
+    target = call.arguments.get("path") or call.arguments.get("pattern") or ""
+    return f"{call.name} {target}".strip()
+
+
+class Agent:
+    def __init__(
+        self,
+        backend: Backend,
+        toolbox: ToolBox,
+        overlay: Overlay,
+        options: Options,
+        sink: Sink,
+        cancel: threading.Event,
+    ) -> None:
+        self.backend, self.tools, self.overlay = backend, toolbox, overlay
+        self.opt, self.sink, self.cancel = options, sink, cancel
+
+    def _prompt(self, history: list[list[dict]], messages: list[dict]) -> str:
+        flat = [m for turn in history for m in turn]
+        return render_prompt(
+            [{"role": "system", "content": SYSTEM_PROMPT}, *flat, *messages],
+            TOOLS,
+            clear_thinking=not self.opt.preserve_thinking,
+            enable_thinking=self.opt.enable_thinking,
+        )
+
+    def _fit(self, history: list[list[dict]], turns: list[int], messages: list[dict]) -> str:
+        """Drop whole oldest requests until prompt + maxTokens fits the context (not the log)."""
+        prompt = self._prompt(history, messages)
+        while (
+            history
+            and self.backend.count_tokens(prompt) + self.opt.max_tokens > self.opt.context_length
+        ):
+            history.pop(0)
+            self.compacted.append(turns.pop(0))
+            prompt = self._prompt(history, messages)
+        return prompt
+
+    def run(
+        self, request: AgentRequest, history: list[list[dict]], turns: list[int]
+    ) -> AgentResult:
+        history, turns = list(history), list(turns)
+        self.compacted: list[int] = []
+        messages: list[dict[str, Any]] = [{"role": "user", "content": user_message(request)}]
+        stats, reasoning, steps, stopped, text = Stats(), [], 0, None, ""
+        while True:
+            prompt = self._fit(history, turns, messages)
+            self.sink("progress", "thinking" if self.opt.enable_thinking else "writing")
+            end, finish, completion_stats = self._complete(prompt, history, messages)
+            stats.add(completion_stats)
+            if end.reasoning:
+                reasoning.append(end.reasoning)
+            # reasoning_content is always a string so the template never re-parses the content.
+            message: dict[str, Any] = {
+                "role": "assistant",
+                "content": end.content,
+                "reasoning_content": end.reasoning,
+            }
+            calls = list(end.tool_calls)
+            if calls:
+                message["tool_calls"] = [
+                    {"type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                    for c in calls
+                ]
+            messages.append(message)
+            text = end.content.strip()
+            if finish == "length":
+                stopped = f"the model reached maxTokens ({self.opt.max_tokens}) in one completion"
+            if not calls and not end.errors:
+                break
+            for call in calls:
+                if steps >= self.opt.max_steps:
+                    result = "Not run: the request reached its tool-call limit (maxSteps)."
+                    stopped = f"stopped after maxSteps ({self.opt.max_steps}) tool calls"
+                else:
+                    steps += 1
+                    self.sink("tool_call", _describe(call))
+                    self.sink("progress", _progress(call))
+                    result = self.tools.run(call.name, dict(call.arguments))
+                self.sink("tool_result", result)
+                messages.append({"role": "tool", "content": result})
+            for error in end.errors:
+                result = f"Error: your tool call could not be parsed: {error.message}"
+                self.sink("tool_result", result)
+                messages.append({"role": "tool", "content": result})
+            if stopped:
+                break
+        if stopped:
+            self.sink(
+                "content", f"\n[{stopped}; the edits proposed so far are returned for review]"
+            )
+        return AgentResult(
+            text=text,
+            reasoning=reasoning,
+            messages=messages,
+            changes=self.overlay.change_set(),
+            stats=stats,
+            reads=dict(self.tools.reads),
+            compacted_turns=self.compacted,
+            stopped=stopped,
+        )
+
+    def _complete(
+        self, prompt: str, history: list[list[dict]], messages: list[dict]
+    ) -> tuple[End, str, Stats]:
+        parser = StreamParser(TOOLS, in_reasoning=self.opt.enable_thinking)
+
+        def emit(events: list) -> None:
+            for event in events:
+                if isinstance(event, ReasoningDelta):
+                    self.sink("reasoning", event.text)
+                elif isinstance(event, ContentDelta):
+                    self.sink("content", event.text)
+                elif isinstance(event, ParseError):
+                    self.sink("progress", f"malformed model output: {event.message}")
+
+        request = CompletionRequest(
+            prompt=prompt,
+            messages=[
+                {"role": "system", "content": SYSTEM_PROMPT},
+                *(m for turn in history for m in turn),
+                *messages,
+            ],
+            tools=TOOLS,
+            enable_thinking=self.opt.enable_thinking,
+            clear_thinking=not self.opt.preserve_thinking,
+            max_tokens=self.opt.max_tokens,
+            temperature=self.opt.temperature,
+            top_p=self.opt.top_p,
+        )
+        completion = self.backend.complete(
+            request, lambda piece: emit(parser.feed(piece)), self.cancel
+        )
+        final = parser.finish()
+        emit(final)
+        end = final[-1]
+        assert isinstance(end, End)
+        return end, completion.finish_reason, completion.stats

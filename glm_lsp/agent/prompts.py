@@ -1,0 +1,82 @@
+"""The system prompt (constant, so the KV prefix is shared by every request) and user messages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+SYSTEM_PROMPT = (
+    "You are GLM, a coding agent working inside the user's editor on one workspace. "
+    "Use the tools to look at the code before you answer or change it; paths are relative to the "
+    "workspace root. Edits you make are collected and shown to the user as one reviewed change, "
+    "so make every edit the request needs (including other files that must follow), then answer "
+    "with a short summary of what you did and why. For explanations and questions, answer "
+    "directly and concisely; do not edit files unless asked."
+)
+
+KINDS = ("explain", "refactor", "fix", "ask")
+COMMANDS = {kind: f"glm.{kind}" for kind in KINDS}
+
+
+@dataclass
+class AgentRequest:
+    kind: str  # explain | refactor | fix | ask
+    instruction: str = ""  # refactor instruction or question
+    path: str | None = None  # workspace-relative file
+    start_line: int | None = None  # 1-based inclusive selection
+    end_line: int | None = None
+    selection: str = ""
+    symbol: str | None = None  # "function foo" when the range was widened to a symbol
+    outline: str = ""
+    diagnostics: list[str] = field(default_factory=list)
+    thinking: str | None = None  # per-request override: enabled | disabled | auto
+    changed: list[str] = field(default_factory=list)  # "modified src/a.py" since last request
+    stale: list[str] = field(default_factory=list)  # files read earlier that changed since
+
+
+_VERBS = {
+    "explain": "Explain the code below: what it does, how, and anything surprising.",
+    "refactor": "Refactor as instructed, across every file that needs it.",
+    "fix": "Fix the problems reported by the diagnostics below.",
+    "ask": "Answer the question.",
+}
+
+
+def user_message(req: AgentRequest) -> str:
+    parts = [f"Request: {req.kind}. {_VERBS[req.kind]}"]
+    if req.instruction:
+        label = "Question" if req.kind in ("ask", "explain") else "Instruction"
+        parts.append(f"{label}: {req.instruction}")
+    if req.path:
+        where = f"File: {req.path}"
+        if req.start_line:
+            where += f" (lines {req.start_line}-{req.end_line or req.start_line})"
+        if req.symbol:
+            where += f", {req.symbol}"
+        parts.append(where)
+    if req.selection:
+        parts.append(f"Selected text:\n```\n{req.selection.rstrip()}\n```")
+    if req.outline:
+        parts.append(f"Outline of {req.path}:\n{req.outline.rstrip()}")
+    if req.diagnostics:
+        parts.append("Diagnostics:\n" + "\n".join(f"- {d}" for d in req.diagnostics))
+    if req.changed:
+        parts.append(
+            "Changed in the workspace since the previous request:\n"
+            + "\n".join(f"- {c}" for c in req.changed)
+        )
+    if req.stale:
+        parts.append(
+            "Files you read in earlier requests that changed since (re-read before editing): "
+            + ", ".join(req.stale)
+        )
+    return "\n\n".join(parts)
+
+
+def resolve_thinking(setting: str, override: str | None, kind: str) -> bool:
+    """Turn-level thinking: auto = off for explain/ask, on for refactor/fix."""
+    choice = override if override and override != "auto" else setting
+    if choice == "enabled":
+        return True
+    if choice == "disabled":
+        return False
+    return kind in ("refactor", "fix")

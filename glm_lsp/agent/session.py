@@ -1,0 +1,166 @@
+"""A workspace's conversation: its log, index and backend, one request at a time.
+
+Both front ends (the LSP server and `glm-lsp run`) go through `Session.run`, so the log, the
+"changed since" notes and the KV cache behave the same in an editor and on the command line.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from glm_lsp.agent.edits import ChangeSet, Overlay
+from glm_lsp.agent.files import Buffers, ToolError, Workspace, digest
+from glm_lsp.agent.loop import Agent, AgentResult, Options, Sink
+from glm_lsp.agent.prompts import COMMANDS, AgentRequest, resolve_thinking
+from glm_lsp.agent.tools import ToolBox
+from glm_lsp.config import Settings
+from glm_lsp.memory.thinking_log import ThinkingLog, new_record, prepare_state_dir
+from glm_lsp.runtime.base import Backend
+from glm_lsp.workspace import WorkspaceIndex
+
+# Decides what happens to a request's edits: (applied, reason when not applied).
+ApplyEdits = Callable[[ChangeSet], "tuple[bool, str | None]"]
+MAX_STALE_CHECKS = 200
+
+
+@dataclass
+class Outcome:
+    result: AgentResult
+    turn: int
+    thinking: bool
+    applied: bool
+    failure_reason: str | None
+
+    @property
+    def summary(self) -> str:
+        return summarize(self.result.text)
+
+
+def summarize(text: str, limit: int = 200) -> str:
+    first = text.strip().split("\n\n")[0].strip()
+    return first if len(first) <= limit else first[: limit - 1].rstrip() + "…"
+
+
+class Session:
+    def __init__(
+        self,
+        root: Path,
+        settings: Settings,
+        backend: Backend,
+        *,
+        index: WorkspaceIndex | None = None,
+        buffers: Buffers | None = None,
+    ) -> None:
+        self.root = root.resolve()
+        self.settings = settings
+        self.state_dir = prepare_state_dir(settings.state_dir(self.root))
+        self.log = ThinkingLog(self.state_dir)
+        self.backend = backend
+        excluded = {".git"}
+        if self.root in self.state_dir.resolve().parents:
+            excluded.add(self.state_dir.resolve().relative_to(self.root).parts[0])
+        if index is None:
+            index = WorkspaceIndex(self.root, exclude_dirs=tuple(excluded))
+            index.scan()
+        self.index = index
+        self.buffers = buffers
+        self.last_generation = index.generation
+        self.lock = threading.Lock()
+
+    # -- conversation ------------------------------------------------------------------------
+    def history(self) -> tuple[list[list[dict[str, Any]]], list[int]]:
+        records = self.log.records()
+        return [r["messages"] for r in records], [int(r.get("turn", 0)) for r in records]
+
+    def _stale_reads(self, records: list[dict[str, Any]]) -> list[str]:
+        latest: dict[str, str | None] = {}
+        for record in records:
+            latest.update(record.get("reads") or {})
+        ws = Workspace(self.root, self.state_dir, self.buffers)
+        stale = []
+        for rel, seen in list(latest.items())[-MAX_STALE_CHECKS:]:
+            try:
+                now = digest(ws.read_base(rel))
+            except ToolError:
+                now = None
+            if now != seen:
+                stale.append(rel)
+        return sorted(stale)
+
+    def _changed_since_last(self) -> list[str]:
+        changes = self.index.changes_since(self.last_generation)
+        return [f"{c.kind} {c.path}" for c in changes][:100]
+
+    def run(
+        self,
+        request: AgentRequest,
+        sink: Sink,
+        cancel: threading.Event,
+        apply: ApplyEdits,
+    ) -> Outcome:
+        with self.lock:
+            return self._run(request, sink, cancel, apply)
+
+    def _run(
+        self, request: AgentRequest, sink: Sink, cancel: threading.Event, apply: ApplyEdits
+    ) -> Outcome:
+        s = self.settings
+        records = self.log.records()
+        turn = max((int(r.get("turn", 0)) for r in records), default=0) + 1
+        thinking = resolve_thinking(s.thinking, request.thinking, request.kind)
+        request.changed = request.changed or self._changed_since_last()
+        request.stale = request.stale or self._stale_reads(records)
+        ws = Workspace(self.root, self.state_dir, self.buffers)
+        overlay = Overlay(ws)
+        options = Options(
+            enable_thinking=thinking,
+            preserve_thinking=s.preserveThinking,
+            max_tokens=s.maxTokens,
+            max_steps=s.maxSteps,
+            context_length=s.contextLength,
+            temperature=s.temperature,
+            top_p=s.topP,
+        )
+        agent = Agent(
+            self.backend, ToolBox(ws, self.index, overlay), overlay, options, sink, cancel
+        )
+        history = [r["messages"] for r in records]
+        result = agent.run(request, history, [int(r.get("turn", 0)) for r in records])
+        applied, reason = (False, None)
+        if result.changes:
+            sink("progress", "writing edits")
+            applied, reason = apply(result.changes)
+        reads = dict(result.reads)
+        if applied:  # our own edits are not news to the model next time
+            for change in result.changes.changes:
+                reads.pop(change.old_path or "", None)
+                if change.after is not None and change.path in reads:
+                    reads[change.path] = digest(change.after)
+        record = new_record(
+            turn=turn,
+            command=COMMANDS[request.kind],
+            thinking="enabled" if thinking else "disabled",
+            messages=result.messages,
+            stats=result.stats.to_dict(),
+            summary=summarize(result.text),
+            reads=reads,
+            changes=result.changes.summary(),
+            applied=applied,
+        )
+        if result.compacted_turns:
+            record["compacted"] = {"droppedTurns": result.compacted_turns}
+        if result.stopped:
+            record["stopped"] = result.stopped
+        self.log.append(record)
+        self.last_generation = self.index.generation
+        if self.settings.persistKvCache:
+            self.backend.save()
+        return Outcome(result, turn, thinking, applied, reason)
+
+    def reset(self) -> str | None:
+        with self.lock:
+            return self.log.archive()

@@ -1,0 +1,191 @@
+"""The model-facing tools of design section 5, run against the request's overlay.
+
+Every failure becomes a tool result starting with "Error:" so the model can correct itself; nothing
+a tool does touches the disk.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from typing import Any
+
+from glm_lsp.agent.edits import Overlay
+from glm_lsp.agent.files import ToolError, Workspace, digest
+from glm_lsp.workspace import WorkspaceIndex, format_outline
+
+MAX_LINES = 2000
+MAX_CHARS = 60_000
+MAX_LIST = 1000
+
+
+def _truncate_note(shown: str, what: str) -> str:
+    return f"{shown}\n[truncated: {what}]"
+
+
+class ToolBox:
+    def __init__(self, workspace: Workspace, index: WorkspaceIndex, overlay: Overlay) -> None:
+        self.ws, self.index, self.overlay = workspace, index, overlay
+        self.reads: dict[str, str | None] = {}  # path -> hash of what the model saw first
+        self._tools: dict[str, Callable[..., str]] = {
+            "read_file": self.read_file,
+            "list_files": self.list_files,
+            "search": self.search,
+            "outline": self.outline,
+            "edit_file": self.edit_file,
+            "write_file": self.write_file,
+            "rename_file": self.rename_file,
+            "delete_file": self.delete_file,
+        }
+
+    def run(self, name: str, arguments: dict[str, Any]) -> str:
+        tool = self._tools.get(name)
+        if tool is None:
+            return f"Error: there is no tool '{name}'; the tools are: {', '.join(self._tools)}"
+        try:
+            return tool(**arguments)
+        except ToolError as exc:
+            return f"Error: {exc}"
+        except TypeError as exc:
+            return f"Error: bad arguments for {name}: {exc}"
+        except (ValueError, OSError) as exc:
+            return f"Error: {name} failed: {exc}"
+
+    # -- reading -----------------------------------------------------------------------------
+    def _text(self, path: str) -> tuple[str, str]:
+        rel = self.ws.rel(path)
+        text = self.overlay.read(rel)
+        if text is None:
+            raise ToolError(f"'{rel}' does not exist; list_files shows what does")
+        return rel, text
+
+    def read_file(
+        self, path: str, start_line: int | None = None, end_line: int | None = None
+    ) -> str:
+        rel, text = self._text(path)
+        if rel not in self.overlay.files:
+            self.reads.setdefault(rel, digest(text))
+        lines = text.splitlines(keepends=True)
+        first = max(int(start_line or 1), 1)
+        last = min(int(end_line or len(lines)), len(lines))
+        if (
+            start_line is None
+            and end_line is None
+            and len(lines) <= MAX_LINES
+            and len(text) <= MAX_CHARS
+        ):
+            return text
+        if first > last:
+            return f"'{rel}' has {len(lines)} lines; lines {first}-{last} are empty"
+        shown, chars, stop = [], 0, last
+        for number in range(first, last + 1):
+            line = lines[number - 1]
+            if number - first >= MAX_LINES or chars + len(line) > MAX_CHARS:
+                stop = number - 1
+                break
+            shown.append(line)
+            chars += len(line)
+        header = f"[lines {first}-{stop} of {len(lines)} in {rel}]\n"
+        body = header + "".join(shown)
+        if stop < last:
+            return _truncate_note(body, f"read lines {stop + 1}-{last} with start_line/end_line")
+        return body
+
+    def list_files(self, path: str | None = None, glob: str | None = None) -> str:
+        base = None if path in (None, "", ".") else self.ws.rel(path)
+        files = set(self.index.list_files(base, glob)) - self.overlay.removed_paths()
+        prefix = "" if base is None else base.rstrip("/") + "/"
+        for created in self.overlay.created_paths():
+            if created.startswith(prefix) and self._glob_ok(created, glob):
+                files.add(created)
+        listing = sorted(files)
+        if not listing:
+            return "no files match"
+        if len(listing) > MAX_LIST:
+            shown = "\n".join(listing[:MAX_LIST])
+            return _truncate_note(shown, f"{len(listing)} files; narrow with path or glob")
+        return "\n".join(listing)
+
+    def _glob_ok(self, rel: str, glob: str | None) -> bool:
+        if not glob:
+            return True
+        from pathlib import PurePosixPath
+
+        return PurePosixPath(rel).match(glob)
+
+    def search(self, pattern: str, path: str | None = None, regex: bool = False) -> str:
+        base = None if path in (None, "", ".") else self.ws.rel(path)
+        removed = self.overlay.removed_paths()
+        hits = self.index.search(
+            pattern,
+            base,
+            bool(regex),
+            read_text=lambda rel: None if rel in removed else self.overlay.read(rel),
+            extra_files=self.overlay.created_paths(),
+        )
+        if not hits:
+            return f"no matches for {pattern!r}"
+        return "\n".join(hits)
+
+    def outline(self, path: str) -> str:
+        rel, text = self._text(path)
+        symbols = self.index.outline(rel, text)
+        return format_outline(symbols) if symbols else f"no outline for '{rel}' (no symbols found)"
+
+    # -- writing -----------------------------------------------------------------------------
+    def edit_file(self, path: str, old_text: str, new_text: str) -> str:
+        rel = self.ws.rel(path, writing=True)
+        text = self.overlay.read(rel)
+        if text is None:
+            raise ToolError(f"'{rel}' does not exist; use write_file to create it")
+        if not old_text:
+            raise ToolError("old_text is empty; give the exact text to replace")
+        count = text.count(old_text)
+        if count == 0:
+            raise ToolError(f"old_text was not found in '{rel}'. {self._nearest(text, old_text)}")
+        if count > 1:
+            starts, at = [], -1
+            for _ in range(count):
+                at = text.index(old_text, at + 1)
+                starts.append(str(text.count("\n", 0, at) + 1))
+            raise ToolError(
+                f"old_text occurs {count} times in '{rel}' (at lines {', '.join(starts)}); "
+                "include more surrounding lines so it matches exactly once"
+            )
+        at = text.index(old_text)
+        line = text.count("\n", 0, at) + 1
+        self.overlay.write(rel, text.replace(old_text, new_text, 1))
+        old_n, new_n = old_text.count("\n") + 1, new_text.count("\n") + 1
+        return f"edited '{rel}': lines {line}-{line + old_n - 1} ({old_n} lines) now {new_n} lines"
+
+    @staticmethod
+    def _nearest(text: str, old_text: str) -> str:
+        lines = text.splitlines()
+        wanted = next((s for s in old_text.splitlines() if s.strip()), old_text).strip()
+        stripped = [s.strip() for s in lines]
+        close = difflib.get_close_matches(wanted, stripped, n=3, cutoff=0.5)
+        if not close:
+            return "No similar lines; read the file again to see its current text."
+        found = [f"{i + 1}: {lines[i]}" for i, s in enumerate(stripped) if s in close][:3]
+        return "Nearest similar lines:\n" + "\n".join(found)
+
+    def write_file(self, path: str, content: str) -> str:
+        rel = self.ws.rel(path, writing=True)
+        if not isinstance(content, str):
+            raise ToolError("content must be a string")
+        created = self.overlay.write(rel, content)
+        lines = content.count("\n") + (0 if content.endswith("\n") or not content else 1)
+        return f"{'created' if created else 'overwrote'} '{rel}' ({lines} lines)"
+
+    def rename_file(self, path: str, new_path: str) -> str:
+        rel = self.ws.rel(path, writing=True)
+        new_rel = self.ws.rel(new_path, writing=True)
+        if rel == new_rel:
+            raise ToolError("path and new_path are the same file")
+        self.overlay.rename(rel, new_rel)
+        return f"renamed '{rel}' to '{new_rel}'"
+
+    def delete_file(self, path: str) -> str:
+        rel = self.ws.rel(path, writing=True)
+        self.overlay.delete(rel)
+        return f"deleted '{rel}'"

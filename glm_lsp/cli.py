@@ -1,0 +1,208 @@
+"""`glm-lsp` command line (design section 2). Exit codes: 0 ok, 2 usage/config, 3 model/backend."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from glm_lsp.config import Settings, SettingsError, kebab, validate
+
+EXIT_OK, EXIT_USAGE, EXIT_BACKEND = 0, 2, 3
+
+
+class UsageError(Exception):
+    """A bad command line or setting: exit code 2."""
+
+
+def _parse_value(key: str, raw: str) -> Any:
+    default = getattr(Settings(), key)
+    if key == "kvBits":
+        return None if raw.lower() in ("none", "null", "0") else _int(key, raw)
+    if isinstance(default, bool):
+        return raw
+    if isinstance(default, int):
+        return _int(key, raw)
+    if isinstance(default, float):
+        try:
+            return float(raw)
+        except ValueError:
+            raise SettingsError(key, f"--{kebab(key)} is {raw!r}; give a number") from None
+    return raw
+
+
+def _int(key: str, raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise SettingsError(key, f"--{kebab(key)} is {raw!r}; give a whole number") from None
+
+
+def add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    """Every setting of design section 3 as a flag; booleans as --x / --no-x."""
+    group = parser.add_argument_group("settings (design section 3)")
+    for f in fields(Settings):
+        flag = "--" + kebab(f.name)
+        if isinstance(getattr(Settings(), f.name), bool):
+            group.add_argument(
+                flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None
+            )
+        else:
+            group.add_argument(flag, dest=f.name, metavar=f.name.upper(), default=None)
+
+
+def settings_from(args: argparse.Namespace, base: Settings | None = None) -> Settings:
+    changes = {}
+    for f in fields(Settings):
+        raw = getattr(args, f.name, None)
+        if raw is not None:
+            changes[f.name] = _parse_value(f.name, raw) if isinstance(raw, str) else raw
+    try:
+        return (base or Settings()).merged(changes)
+    except SettingsError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _cmd_tiny_model(args: argparse.Namespace) -> int:
+    from glm_lsp.tiny_model import make_tiny_model
+
+    out = make_tiny_model(
+        Path(args.dir), seed=args.seed, hidden=args.hidden, layers=args.layers, experts=args.experts
+    )
+    print(f"wrote a random-weight GLM-4 MoE (8-bit, group size 32) to {out}")
+    return EXIT_OK
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from glm_lsp.convert import convert
+
+    try:
+        convert(
+            args.hf_path, Path(args.out_dir), q_bits=args.q_bits, q_group_size=args.q_group_size
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        raise UsageError(str(exc)) from None
+    print(
+        f"converted {args.hf_path} to {args.out_dir} ({args.q_bits}-bit, group size {args.q_group_size})"
+    )
+    return EXIT_OK
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from glm_lsp.commands.run import run_command
+
+    return run_command(args, settings_from(args))
+
+
+def _cmd_log(args: argparse.Namespace) -> int:
+    from glm_lsp.commands.show_log import show_log
+
+    return show_log(Path(args.workspace), settings_from(args), as_json=args.json)
+
+
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from glm_lsp.commands.doctor import doctor
+
+    return doctor(settings_from(args), Path(args.workspace))
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from glm_lsp.server import serve
+
+    return serve(settings_from(args), tcp=args.tcp, host=args.host, port=args.port)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from glm_lsp.commands.demo import demo
+
+    return demo(args, settings_from(args))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="glm-lsp", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details to stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the LSP server (stdio unless --tcp)")
+    serve.add_argument("--tcp", action="store_true")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=2087)
+    add_setting_flags(serve)
+    serve.set_defaults(func=_cmd_serve)
+
+    run = sub.add_parser("run", help="one agent request without an editor")
+    run.add_argument("workspace")
+    run.add_argument("instruction")
+    run.add_argument("--kind", choices=("refactor", "explain", "fix", "ask"), default="refactor")
+    run.add_argument("--file", help="workspace-relative file the request is about")
+    run.add_argument("--lines", help="line range of the file, e.g. 10-24")
+    run.add_argument("--apply", action="store_true", help="write the proposed edit")
+    add_setting_flags(run)
+    run.set_defaults(func=_cmd_run)
+
+    demo = sub.add_parser("demo", help="explain + multi-file refactor over LSP on a fixture copy")
+    demo.add_argument("--cache-dir", help="where the tiny demo model is kept between runs")
+    demo.add_argument("--keep", action="store_true", help="keep the demo workspace")
+    add_setting_flags(demo)
+    demo.set_defaults(func=_cmd_demo)
+
+    tiny = sub.add_parser("tiny-model", help="write a random-weight GLM-4 MoE for tests")
+    tiny.add_argument("dir")
+    tiny.add_argument("--seed", type=int, default=0)
+    tiny.add_argument("--hidden", type=int, default=128)
+    tiny.add_argument("--layers", type=int, default=2)
+    tiny.add_argument("--experts", type=int, default=4)
+    tiny.set_defaults(func=_cmd_tiny_model)
+
+    convert = sub.add_parser("convert", help="quantise a Hugging Face GLM model for MLX")
+    convert.add_argument("hf_path")
+    convert.add_argument("out_dir")
+    convert.add_argument("--q-bits", type=int, default=8)
+    convert.add_argument("--q-group-size", type=int, default=32)
+    convert.set_defaults(func=_cmd_convert)
+
+    log_cmd = sub.add_parser("log", help="print a workspace's preserved-thinking log")
+    log_cmd.add_argument("workspace")
+    log_cmd.add_argument("--json", action="store_true")
+    add_setting_flags(log_cmd)
+    log_cmd.set_defaults(func=_cmd_log)
+
+    doctor = sub.add_parser("doctor", help="MLX device, model, memory, state dir")
+    doctor.add_argument("workspace", nargs="?", default=".")
+    add_setting_flags(doctor)
+    doctor.set_defaults(func=_cmd_doctor)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="glm-lsp: %(levelname)s: %(message)s",
+        stream=sys.stderr,
+    )
+    from glm_lsp.runtime.base import BackendError
+
+    try:
+        return args.func(args)
+    except UsageError as exc:
+        print(f"glm-lsp: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except BackendError as exc:
+        print(f"glm-lsp: error: {exc}", file=sys.stderr)
+        return EXIT_BACKEND
+    except KeyboardInterrupt:
+        print("glm-lsp: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["main", "settings_from", "validate"]

@@ -1,0 +1,1 @@
+"""Front-end commands that are more than argument plumbing."""

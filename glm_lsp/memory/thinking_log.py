@@ -1,0 +1,130 @@
+"""The preserved-thinking log (design section 6): `<stateDir>/thinking.jsonl`, one request a line.
+
+Appends are flushed and fsynced, so a crash loses at most the line being written; a torn last line
+is dropped with a warning and every complete line survives.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+LOG_FILE = "thinking.jsonl"
+
+
+def prepare_state_dir(state_dir: Path) -> Path:
+    """Create the state dir (private) with a .gitignore holding `*` so it never gets committed."""
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    ignore = state_dir / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("*\n")
+    return state_dir
+
+
+@dataclass
+class LoadResult:
+    records: list[dict[str, Any]]
+    valid_bytes: int  # where the last complete line ends
+    warnings: list[str]
+
+
+def read_records(path: Path) -> LoadResult:
+    if not path.exists():
+        return LoadResult([], 0, [])
+    data = path.read_bytes()
+    records, warnings, offset = [], [], 0
+    for number, raw in enumerate(data.splitlines(keepends=True), start=1):
+        end = offset + len(raw)
+        complete = raw.endswith(b"\n")
+        try:
+            record = json.loads(raw)
+            if not isinstance(record, dict) or not isinstance(record.get("messages"), list):
+                raise ValueError("not a request record")
+        except ValueError as exc:
+            where = "torn last line (a crash mid-write)" if not complete else f"line {number}"
+            warnings.append(f"{path}: dropped {where}: {exc}")
+            offset = end
+            continue
+        if complete:
+            records.append(record)
+        else:  # valid JSON but no newline: the write was cut before its end
+            warnings.append(f"{path}: dropped torn last line (a crash mid-write)")
+        offset = end
+    valid = len(data) if data.endswith(b"\n") or not data else data.rfind(b"\n") + 1
+    return LoadResult(records, valid, warnings)
+
+
+class ThinkingLog:
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.path = state_dir / LOG_FILE
+        self._warned = False
+
+    def records(self) -> list[dict[str, Any]]:
+        result = read_records(self.path)
+        if result.warnings and not self._warned:
+            for warning in result.warnings:
+                log.warning(warning)
+            self._warned = True
+        return result.records
+
+    def warnings(self) -> list[str]:
+        return read_records(self.path).warnings
+
+    def next_turn(self) -> int:
+        return max((int(r.get("turn", 0)) for r in self.records()), default=0) + 1
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Append one request; a torn tail left by a crash is cut off first so lines stay whole."""
+        prepare_state_dir(self.state_dir)
+        line = json.dumps(record, ensure_ascii=False) + "\n"
+        valid = read_records(self.path).valid_bytes
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            if os.fstat(fd).st_size > valid:
+                os.ftruncate(fd, valid)
+            os.write(fd, line.encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.chmod(self.path, 0o600)
+
+    def archive(self) -> str | None:
+        """glm.thinking.reset: move the log aside; the next request starts a fresh conversation."""
+        if not self.path.exists():
+            return None
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        target = self.path.with_name(f"thinking-{stamp}.jsonl")
+        os.replace(self.path, target)
+        return str(target)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self.records())
+
+
+def new_record(
+    *,
+    turn: int,
+    command: str,
+    thinking: str,
+    messages: list[dict[str, Any]],
+    stats: dict[str, Any],
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "v": 1,
+        "turn": turn,
+        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": command,
+        "thinking": thinking,
+        "messages": messages,
+        "stats": stats,
+        **extra,
+    }

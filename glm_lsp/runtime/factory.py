@@ -1,0 +1,39 @@
+"""Builds the backend a workspace's settings ask for; loaded MLX models are shared."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from glm_lsp.config import Settings
+from glm_lsp.runtime.base import Backend
+
+_models: dict[str, object] = {}
+_models_lock = threading.Lock()
+
+
+def mlx_model(name: str):  # -> MLXModel, imported lazily: MLX start-up is not free
+    from glm_lsp.runtime.mlx import MLXModel
+
+    with _models_lock:
+        if name not in _models:
+            _models[name] = MLXModel(name)
+        return _models[name]
+
+
+def make_backend(settings: Settings, state_dir: Path) -> Backend:
+    scripted = None
+    if settings.scriptedReplies:
+        from glm_lsp.runtime.scripted import ScriptedReplies
+
+        scripted = ScriptedReplies.load(settings.scriptedReplies)
+    if settings.backend == "openai":
+        from glm_lsp.runtime.openai import OpenAIBackend
+
+        return OpenAIBackend(settings, scripted=scripted)
+    return mlx_model(settings.model).conversation(
+        kv_bits=settings.kvBits,
+        state_dir=state_dir,
+        persist=settings.persistKvCache,
+        scripted=scripted,
+    )

@@ -1,0 +1,240 @@
+"""The embedded MLX backend: one loaded model, one KV-cached conversation per workspace.
+
+Generation is mlx-lm's own `generate_step` (sampler, prefill chunks, KV quantisation); what this
+module adds is the conversation: the cache lives across completions, requests and restarts, and a
+prompt only prefills the tokens the model has never processed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import mlx.core as mx
+from mlx.utils import tree_flatten
+from mlx_lm.generate import generate_step
+from mlx_lm.models.cache import (
+    load_prompt_cache,
+    make_prompt_cache,
+    save_prompt_cache,
+    trim_prompt_cache,
+)
+from mlx_lm.sample_utils import make_sampler
+
+from glm_lsp.glm.format import STOP_TOKENS
+from glm_lsp.runtime.base import (
+    BackendError,
+    Cancelled,
+    Completion,
+    CompletionRequest,
+    OnText,
+    Stats,
+)
+from glm_lsp.runtime.history import TokenHistory
+from glm_lsp.runtime.model_loader import load_model
+from glm_lsp.runtime.scripted import ForcedTokens, ScriptedReplies
+
+log = logging.getLogger(__name__)
+CACHE_FILE = "kv-cache.safetensors"
+KV_GROUP_SIZE = 64
+
+
+class MLXModel:
+    """A loaded model and tokenizer, shared by every workspace's conversation."""
+
+    def __init__(self, model: str) -> None:
+        self.model, self.tokenizer, self.path = load_model(model)
+        self.name = model
+        self.lock = threading.Lock()  # one generation at a time on the device
+        vocab = self.tokenizer.get_vocab()
+        self.stop_text = {vocab[t]: t for t in STOP_TOKENS if t in vocab}
+        for eos in self.tokenizer.eos_token_ids or ():
+            self.stop_text.setdefault(eos, self.tokenizer.decode([eos]))
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def conversation(self, **kwargs: Any) -> MLXConversation:
+        return MLXConversation(self, **kwargs)
+
+
+class MLXConversation:
+    """A Backend (see base.py) for one workspace: the KV cache and its token history."""
+
+    name = "mlx"
+
+    def __init__(
+        self,
+        model: MLXModel,
+        *,
+        kv_bits: int | None = None,
+        state_dir: Path | None = None,
+        persist: bool = True,
+        scripted: ScriptedReplies | None = None,
+    ) -> None:
+        self.m = model
+        self.model_name = model.name
+        self.kv_bits = kv_bits
+        self.cache_path = state_dir / CACHE_FILE if state_dir and persist else None
+        self.scripted = scripted
+        self.history = TokenHistory()
+        self.cache: list[Any] | None = None
+
+    # -- the cache ---------------------------------------------------------------------------
+    def _identity(self) -> dict[str, str]:
+        return {"model": str(self.m.path.resolve()), "kv_bits": str(self.kv_bits)}
+
+    def _ensure_cache(self) -> list[Any]:
+        if self.cache is None:
+            self.cache = self._load_persisted() or make_prompt_cache(self.m.model)
+        return self.cache
+
+    def _load_persisted(self) -> list[Any] | None:
+        if not self.cache_path or not self.cache_path.exists():
+            return None
+        try:
+            cache, meta = load_prompt_cache(str(self.cache_path), return_metadata=True)
+            tokens = json.loads(meta["tokens"])
+            segments = [(t, n) for t, n in json.loads(meta["segments"])]
+            if any(meta.get(k) != v for k, v in self._identity().items()):
+                raise ValueError("it was made with another model or kvBits")
+            if cache[0].offset != len(tokens) or sum(n for _, n in segments) != len(tokens):
+                raise ValueError("its token history does not match its size")
+        except Exception as exc:  # torn or foreign file: recompute rather than trust it
+            log.warning("ignoring KV cache %s (%s); it will be recomputed", self.cache_path, exc)
+            return None
+        self.history = TokenHistory(tokens=tokens, segments=segments)
+        return cache
+
+    def _trim_to_history(self) -> None:
+        extra = self.cache[0].offset - len(self.history) if self.cache else 0
+        if extra > 0:
+            trim_prompt_cache(self.cache, extra)
+
+    def kv_bytes(self) -> int:
+        """Bytes of keys and values actually held (up to the offset, not the allocation)."""
+        return sum(a.nbytes for c in self.cache or () for _, a in tree_flatten(c.state))
+
+    def save(self) -> None:
+        """Write the cache and its token history atomically (temp file + rename)."""
+        if not self.cache_path or not self.cache:
+            return
+        self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.cache_path.with_name(f".{os.getpid()}.tmp.safetensors")
+        meta = {
+            **self._identity(),
+            "tokens": json.dumps(self.history.tokens),
+            "segments": json.dumps(self.history.segments, ensure_ascii=False),
+        }
+        with self.m.lock:
+            save_prompt_cache(str(tmp), self.cache, meta)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, self.cache_path)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.m.encode(text))
+
+    def close(self) -> None:
+        self.cache = None
+
+    # -- generation --------------------------------------------------------------------------
+    def complete(
+        self, request: CompletionRequest, on_text: OnText, cancel: threading.Event
+    ) -> Completion:
+        with self.m.lock:
+            return self._complete(request, on_text, cancel)
+
+    def _complete(
+        self, request: CompletionRequest, on_text: OnText, cancel: threading.Event
+    ) -> Completion:
+        start = time.perf_counter()
+        cache = self._ensure_cache()
+        plan = self.history.plan(request.prompt, self.m.encode)
+        trim_prompt_cache(cache, cache[0].offset - plan.keep)
+        self.history.truncate(plan.keep)
+
+        max_tokens, processors = request.max_tokens, None
+        if self.scripted is not None:
+            reply = self.scripted.next()
+            stop = self._scripted_stop(reply)
+            forced = [*self.m.encode(reply), stop]
+            max_tokens, processors = len(forced), [ForcedTokens(forced)]
+
+        def check_cancel(_done: int, _total: int) -> None:
+            if cancel.is_set():
+                raise Cancelled()
+
+        stats = Stats(promptTokens=plan.prompt_tokens, reusedTokens=plan.keep)
+        stats.prefilledTokens = len(plan.new_tokens)
+        detokenizer = self.m.tokenizer.detokenizer
+        generated: list[int] = []
+        text, stop_text, first_at, finish = [], "", 0.0, "length"
+        try:
+            check_cancel(0, 0)
+            steps = generate_step(
+                mx.array(plan.new_tokens),
+                self.m.model,
+                max_tokens=max_tokens,
+                sampler=make_sampler(request.temperature, request.top_p),
+                logits_processors=processors,
+                prompt_cache=cache,
+                kv_bits=self.kv_bits,
+                kv_group_size=KV_GROUP_SIZE,
+                quantized_kv_start=0,
+                prompt_progress_callback=check_cancel,
+            )
+            for token, _ in steps:
+                if not generated:
+                    first_at = time.perf_counter()
+                    self.history.commit_prompt()
+                generated.append(token)
+                if token in self.m.stop_text:
+                    stop_text, finish = self.m.stop_text[token], "stop"
+                    break
+                detokenizer.add_token(token)
+                if piece := detokenizer.last_segment:
+                    text.append(piece)
+                    on_text(piece)
+                if cancel.is_set():
+                    raise Cancelled()
+        except BaseException:
+            # Nothing half-done stays: the cache goes back to the last complete history.
+            if self.scripted is not None:
+                self.scripted.unread()
+            self._trim_to_history()
+            raise
+        detokenizer.finalize()
+        if piece := detokenizer.last_segment:
+            text.append(piece)
+            on_text(piece)
+        raw = "".join(text)
+        self.history.append(raw + stop_text, generated)
+        self._trim_to_history()
+        if cache[0].offset != len(self.history):
+            raise BackendError("KV cache and token history disagree; this is a bug in glm-lsp")
+        end = time.perf_counter()
+        stats.generatedTokens = len(generated)
+        stats.ttftMs = round((first_at - start) * 1000, 2)
+        if len(generated) > 1 and end > first_at:
+            stats.decodeTps = round((len(generated) - 1) / (end - first_at), 2)
+        return Completion(text=raw, stats=stats, finish_reason=finish)
+
+    def _scripted_stop(self, reply: str) -> int:
+        """After a tool call the model yields to the tools, otherwise it hands back to the user."""
+        ids = {t: i for i, t in self.m.stop_text.items()}
+        want = "<|observation|>" if reply.rstrip().endswith("</tool_call>") else "<|user|>"
+        if want not in ids:
+            raise BackendError(
+                f"the model's tokenizer has no {want} token; it is not a GLM-4.7 tokenizer"
+            )
+        return ids[want]

@@ -1,0 +1,66 @@
+"""Scripted replies (design section 7): the i-th string is the i-th completion's raw text.
+
+With the embedded backend the text's tokens are forced through the loaded model one per step by a
+logits processor, so forward passes, KV cache, streaming and cancellation are all real.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import mlx.core as mx
+
+from glm_lsp.runtime.base import BackendError
+
+
+class ScriptedReplies:
+    def __init__(self, replies: list[str], source: str = "scripted replies") -> None:
+        self._replies = list(replies)
+        self._next = 0
+        self._lock = threading.Lock()
+        self.source = source
+
+    @classmethod
+    def load(cls, path: str | Path) -> ScriptedReplies:
+        path = Path(path).expanduser()
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise BackendError(f"scripted replies file {path} does not exist") from None
+        except (OSError, ValueError) as exc:
+            raise BackendError(f"scripted replies file {path} is not valid JSON: {exc}") from None
+        if not isinstance(data, list) or not all(isinstance(s, str) for s in data):
+            raise BackendError(f"scripted replies file {path} must hold a JSON list of strings")
+        return cls(data, str(path))
+
+    def next(self) -> str:
+        with self._lock:
+            if self._next >= len(self._replies):
+                raise BackendError("scripted replies exhausted")
+            self._next += 1
+            return self._replies[self._next - 1]
+
+    def unread(self) -> None:
+        """Give back the last reply (its completion was cancelled before it finished)."""
+        with self._lock:
+            self._next = max(self._next - 1, 0)
+
+    @property
+    def remaining(self) -> int:
+        return len(self._replies) - self._next
+
+
+class ForcedTokens:
+    """A logits processor that leaves only the next scripted token possible."""
+
+    def __init__(self, tokens: list[int]) -> None:
+        self.tokens = tokens
+        self.step = 0
+
+    def __call__(self, _history: mx.array, logits: mx.array) -> mx.array:
+        token = self.tokens[min(self.step, len(self.tokens) - 1)]
+        self.step += 1
+        vocab = mx.arange(logits.shape[-1])
+        return mx.where(vocab == token, mx.zeros_like(logits), mx.full(logits.shape, -mx.inf))
