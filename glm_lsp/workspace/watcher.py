@@ -57,8 +57,10 @@ class ChangeJournal:
         out: list[Change] = []
         for path in sorted(first):
             existed, exists = first[path] != "created", last[path] != "deleted"
-            if existed or exists:
-                out.append(Change(path, "modified" if existed and exists else last[path]))
+            if existed and exists:
+                out.append(Change(path, "modified"))
+            elif existed or exists:
+                out.append(Change(path, "created" if exists else "deleted"))
         return out
 
 
@@ -101,10 +103,13 @@ class WorkspaceWatcher:
         self._observer: Observer | None = None  # type: ignore[valid-type]
         self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
+    def start(self, *, observe: bool = True) -> None:
+        """Start applying changes; `observe=False` relies on notify() (client events) alone."""
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="glm-lsp-index", daemon=True)
         self._thread.start()
+        if not observe:
+            return
         observer = Observer()
         observer.daemon = True
         try:
