@@ -118,7 +118,8 @@ class MLXConversation:
 
     def kv_bytes(self) -> int:
         """Bytes of keys and values actually held (up to the offset, not the allocation)."""
-        return sum(a.nbytes for c in self.cache or () for _, a in tree_flatten(c.state))
+        arrays = (a for c in self.cache or () for _, a in tree_flatten(c.state))
+        return sum(a.nbytes for a in arrays if isinstance(a, mx.array))
 
     def save(self) -> None:
         """Write the cache and its token history atomically (temp file + rename)."""
