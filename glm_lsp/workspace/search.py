@@ -20,13 +20,18 @@ def read_text_file(path: str, max_bytes: int) -> str | None:
     try:
         # O_NONBLOCK: opening a FIFO that replaced a file must not hang the agent.
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-        with os.fdopen(fd, "rb") as f:
-            st = os.fstat(f.fileno())
-            if not stat.S_ISREG(st.st_mode) or st.st_size > max_bytes:
-                return None
-            data = f.read(max_bytes + 1)
     except OSError:
         return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > max_bytes:
+            return None
+        # Sized to the file: a max_bytes-sized read would allocate 2 MB for every small file.
+        data = os.read(fd, st.st_size + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     if len(data) > max_bytes or b"\0" in data[:BINARY_PROBE]:
         return None
     return data.decode("utf-8", errors="replace")
