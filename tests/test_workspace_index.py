@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -219,3 +220,21 @@ def test_directory_changes_and_gitignore_edits(ws: Path) -> None:
     write(ws, ".git/info/exclude", "")
     ix.apply_change("modified", ".git/info/exclude")
     assert "local-notes.md" in ix.files()
+
+
+def test_directory_removed_or_replaced_by_a_file(tmp_path: Path) -> None:
+    ix = WorkspaceIndex(tmp_path)
+    write(tmp_path, "d/a.py")
+    write(tmp_path, "d/e/b.py")
+    ix.scan()
+    shutil.rmtree(tmp_path / "d")
+    write(tmp_path, "d", "now a file\n")
+    ix.apply_change("created", "d")
+    assert ix.files() == ["d"]
+    (tmp_path / "d").unlink()
+    write(tmp_path, "d/c.py")
+    ix.apply_change("created", "d")
+    assert ix.files() == ["d/c.py"]
+    shutil.rmtree(tmp_path / "d")
+    ix.apply_change("deleted", "d")
+    assert ix.files() == []

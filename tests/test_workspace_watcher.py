@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -119,3 +120,15 @@ def test_stop_is_prompt(tmp_path: Path) -> None:
     started = time.monotonic()
     watcher.stop()
     assert time.monotonic() - started < 2.5
+
+
+def test_burst_in_new_directories_then_rmtree(watched) -> None:
+    root, index, _watcher = watched
+    for d in range(10):  # files land before the observer can watch the new directories
+        sub = root / "gen" / f"d{d}" / "deep"
+        sub.mkdir(parents=True)
+        for f in range(20):
+            (sub / f"f{f}.rs").write_text("fn main() {}\n")
+    wait_for(lambda: len(index.list_files("gen")) == 200)
+    shutil.rmtree(root / "gen")
+    wait_for(lambda: index.list_files("gen") == [])

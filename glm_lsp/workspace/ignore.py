@@ -8,6 +8,7 @@ inside an ignored directory stays ignored whatever negations follow.
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 import stat
 from collections.abc import Callable, Iterable
@@ -27,6 +28,31 @@ def parent_dir(rel: str) -> str:
 
 def is_ignore_file(rel: str) -> bool:
     return rel == GIT_EXCLUDE or rel.rpartition("/")[2] in IGNORE_FILES
+
+
+def clean_rel(path: str | None) -> str:
+    """Normalise a workspace-relative path; "" is the root. Raises ValueError if it escapes."""
+    if path is None:
+        return ""
+    p = path.replace(os.sep, "/") if os.sep != "/" else path
+    if p.startswith("/"):
+        raise ValueError(f"path must be relative to the workspace: {path!r}")
+    p = posixpath.normpath(p) if p else "."
+    if p == ".." or p.startswith("../"):
+        raise ValueError(f"path escapes the workspace: {path!r}")
+    return "" if p == "." else p
+
+
+def ancestors(rel: str) -> Iterable[str]:
+    """'a/b/c.py' -> 'a', 'a/b'."""
+    i = rel.find("/")
+    while i >= 0:
+        yield rel[:i]
+        i = rel.find("/", i + 1)
+
+
+def is_under(rel: str, prefix: str) -> bool:
+    return not prefix or rel == prefix or rel.startswith(prefix + "/")
 
 
 class IgnoreRules:

@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import bisect
 import os
-import posixpath
 import stat
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from .ignore import (
     GIT_EXCLUDE,
     IgnoreRules,
+    ancestors,
+    clean_rel,
     compile_glob,
     is_ignore_file,
+    is_under,
     link_ok,
     parent_dir,
     walk_tree,
@@ -47,6 +50,7 @@ class WorkspaceIndex:
         self._rules = IgnoreRules(self.root, self.exclude_dirs)
         self._files: set[str] = set()
         self._links: set[str] = set()  # symlinked files: re-checked to still resolve inside
+        self._dirs: Counter[str] = Counter()  # directory -> indexed files below it
         self._sorted: list[str] | None = None
         self._scanned = False
         self._journal = ChangeJournal()
@@ -54,11 +58,15 @@ class WorkspaceIndex:
     # ----- listing -------------------------------------------------------------------------
 
     def scan(self) -> None:
-        """Full walk of the tree (no file contents are read); replaces the file list."""
-        rules = IgnoreRules(self.root, self.exclude_dirs)
-        files, links = walk_tree(self._root, "", rules)
+        """Full walk of the tree (no file contents are read); replaces the file list.
+
+        Holds the lock throughout so no watcher update lands in a state about to be replaced.
+        """
         with self._lock:
+            rules = IgnoreRules(self.root, self.exclude_dirs)
+            files, links = walk_tree(self._root, "", rules)
             self._rules, self._files, self._links = rules, files, links
+            self._dirs = Counter(d for rel in files for d in ancestors(rel))
             self._sorted, self._scanned = None, True
 
     def files(self) -> list[str]:
@@ -68,7 +76,7 @@ class WorkspaceIndex:
     def list_files(self, path: str | None = None, glob: str | None = None) -> list[str]:
         """Files under `path` (a directory or one file), optionally filtered by `glob`, which is
         tried against the root-relative path and the path relative to `path`."""
-        prefix = _clean(path)
+        prefix = clean_rel(path)
         with self._lock:
             found = [prefix] if prefix in self._files else self._under(prefix)
         if glob:
@@ -78,7 +86,7 @@ class WorkspaceIndex:
 
     def is_ignored(self, rel: str) -> bool:
         try:
-            rel = _clean(rel)
+            rel = clean_rel(rel)
         except ValueError:
             return True  # outside the workspace: never indexed
         is_dir = os.path.isdir(os.path.join(self._root, rel))
@@ -118,11 +126,11 @@ class WorkspaceIndex:
         for is skipped. `extra_files` adds paths that exist only in that view.
         """
         matcher = compile_matcher(pattern, regex)
-        prefix = _clean(path)
+        prefix = clean_rel(path)
         candidates = set(self.list_files(prefix))
         for extra in extra_files:
-            rel = _clean(extra)
-            if _is_under(rel, prefix) and not self.is_ignored(rel):
+            rel = clean_rel(extra)
+            if is_under(rel, prefix) and not self.is_ignored(rel):
                 candidates.add(rel)
         hits: list[str] = []
         for rel in sorted(candidates):
@@ -137,7 +145,7 @@ class WorkspaceIndex:
 
     def outline(self, rel: str, text: str | None = None) -> list[Symbol]:
         """Symbols of a file (of `text` when given, e.g. an open buffer); [] if unsupported."""
-        rel = _clean(rel)
+        rel = clean_rel(rel)
         if language_for(rel) is None:
             return []
         if text is None:
@@ -167,7 +175,7 @@ class WorkspaceIndex:
                 self.scan()
             for p in paths:
                 try:
-                    self._reconcile(_clean(p))
+                    self._reconcile(clean_rel(p))
                 except ValueError:
                     continue  # outside the workspace
 
@@ -212,19 +220,20 @@ class WorkspaceIndex:
         except OSError:
             mode = 0
         if stat.S_ISDIR(mode):
+            self._drop(rel)  # in case a file of that name was replaced by a directory
             self._sync_dir(rel, journal=True)
             return
         keep = stat.S_ISREG(mode) or (stat.S_ISLNK(mode) and link_ok(self._root, full, self._rules))
+        if rel in self._dirs or self._rules.has_spec(rel):  # a directory that went away
+            for r in self._under(rel):
+                self._drop(r)
+            self._rules.forget_subtree(rel)
         if keep and not self._rules.is_ignored(rel):
             if stat.S_ISLNK(mode):
                 self._links.add(rel)
             self._add(rel)
-        elif rel in self._files:
+        else:
             self._drop(rel)
-        else:  # maybe a directory that went away
-            for r in self._under(rel):
-                self._drop(r)
-            self._rules.forget_subtree(rel)
 
     def _sync_dir(self, top: str, *, journal: bool) -> None:
         if top and self._rules.is_ignored(top, is_dir=True):
@@ -245,12 +254,20 @@ class WorkspaceIndex:
                 self._journal.record("modified", rel)
             return
         self._files.add(rel)
+        self._dirs.update(ancestors(rel))
         self._sorted = None
         if journal:
             self._journal.record("created", rel)
 
     def _drop(self, rel: str, *, journal: bool = True) -> None:
-        self._files.discard(rel)
+        if rel not in self._files:
+            return
+        self._files.remove(rel)
+        for d in ancestors(rel):
+            if self._dirs[d] > 1:
+                self._dirs[d] -= 1
+            else:
+                del self._dirs[d]
         self._links.discard(rel)
         self._sorted = None
         if journal:
@@ -274,20 +291,3 @@ class WorkspaceIndex:
             if not real.startswith(self._root + os.sep):
                 return None
         return read_text_file(full, self.max_file_bytes)
-
-
-def _clean(path: str | None) -> str:
-    """Normalise a workspace-relative path; "" is the root. Raises ValueError if it escapes."""
-    if path is None:
-        return ""
-    p = path.replace("\\", "/").strip()
-    if p.startswith("/"):
-        raise ValueError(f"path must be relative to the workspace: {path!r}")
-    p = posixpath.normpath(p) if p else "."
-    if p == ".." or p.startswith("../"):
-        raise ValueError(f"path escapes the workspace: {path!r}")
-    return "" if p == "." else p
-
-
-def _is_under(rel: str, prefix: str) -> bool:
-    return not prefix or rel == prefix or rel.startswith(prefix + "/")
