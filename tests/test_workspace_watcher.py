@@ -106,6 +106,9 @@ def test_client_events_via_notify(tmp_path: Path) -> None:
         (tmp_path / "n.lua").write_text("local function f() end\n")
         watcher.notify([(str(tmp_path / "n.lua"), "created"), ("/elsewhere/x.py", "created")])
         wait_for(lambda: index.files() == ["n.lua"])
+        g = index.generation
+        watcher.notify([(str(tmp_path / "n.lua"), 2)])  # lsprotocol FileChangeType.Changed
+        wait_for(lambda: index.changes_since(g) == [Change("n.lua", "modified")])
         os.remove(tmp_path / "n.lua")
         watcher.notify([(str(tmp_path / "n.lua"), "deleted")])
         wait_for(lambda: index.files() == [])

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
 
 from .ignore import GIT_EXCLUDE, is_ignore_file
 
@@ -69,6 +70,11 @@ _EVENT_KINDS = {"created": "created", "modified": "modified", "closed": "modifie
 _EVENT_KINDS |= {"deleted": "deleted", "moved": "moved"}
 
 
+# LSP FileChangeType, by name or number (lsprotocol's enum is an int).
+_CLIENT_KINDS: dict[object, str] = {"created": "created", "changed": "modified"}
+_CLIENT_KINDS |= {"deleted": "deleted", 1: "created", 2: "modified", 3: "deleted"}
+
+
 class _Handler(FileSystemEventHandler):
     def __init__(self, watcher: WorkspaceWatcher) -> None:
         self._watcher = watcher
@@ -100,11 +106,13 @@ class WorkspaceWatcher:
         self._first_at = self._last_at = 0.0
         self._busy = False
         self._stopping = False
-        self._observer: Observer | None = None  # type: ignore[valid-type]
+        self._observer: BaseObserver | None = None
         self._thread: threading.Thread | None = None
 
     def start(self, *, observe: bool = True) -> None:
         """Start applying changes; `observe=False` relies on notify() (client events) alone."""
+        if self._thread is not None:
+            return  # already running
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="glm-lsp-index", daemon=True)
         self._thread.start()
@@ -137,7 +145,7 @@ class WorkspaceWatcher:
 
         Paths outside this index's root are ignored, so a multi-root server can broadcast.
         """
-        self._enqueue([(p, "modified" if k == "changed" else k) for p, k in events])
+        self._enqueue([(p, _CLIENT_KINDS[k]) for p, k in events if k in _CLIENT_KINDS])
 
     def wait_idle(self, timeout: float = 2.0) -> bool:
         """Block until queued changes are applied (or `timeout`); True if idle."""
