@@ -11,12 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from glm_lsp.config import Settings, SettingsError, kebab, validate
-
-EXIT_OK, EXIT_USAGE, EXIT_BACKEND = 0, 2, 3
-
-
-class UsageError(Exception):
-    """A bad command line or setting: exit code 2."""
+from glm_lsp.errors import EXIT_BACKEND, EXIT_OK, EXIT_USAGE, UsageError
 
 
 def _parse_value(key: str, raw: str) -> Any:

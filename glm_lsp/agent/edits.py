@@ -40,7 +40,8 @@ class ChangeSet:
         return bool(self.changes)
 
     def diff(self) -> str:
-        return "".join(unified_diff(c) for c in self.changes)
+        """For reading, by path (the change order is for the editor)."""
+        return "".join(unified_diff(c) for c in sorted(self.changes, key=lambda c: c.path))
 
     def summary(self) -> list[dict[str, str]]:
         return [{"path": c.path, "kind": c.kind} for c in self.changes]

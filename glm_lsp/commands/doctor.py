@@ -18,7 +18,7 @@ def _memory_bytes() -> int | None:
 def doctor(settings: Settings, workspace: Path) -> int:
     import mlx.core as mx
 
-    from glm_lsp.cli import EXIT_BACKEND, EXIT_OK
+    from glm_lsp.errors import EXIT_BACKEND, EXIT_OK
     from glm_lsp.runtime.base import BackendError
 
     ok = True

@@ -46,7 +46,7 @@ class StderrStream:
 def build_request(args: argparse.Namespace, root: Path) -> AgentRequest:
     request = AgentRequest(kind=args.kind, instruction=args.instruction)
     if args.file:
-        from glm_lsp.cli import UsageError
+        from glm_lsp.errors import UsageError
 
         path = (root / args.file).resolve()
         if not path.is_file() or root not in path.parents:
@@ -65,7 +65,7 @@ def build_request(args: argparse.Namespace, root: Path) -> AgentRequest:
 
 
 def run_command(args: argparse.Namespace, settings: Settings) -> int:
-    from glm_lsp.cli import EXIT_OK, UsageError
+    from glm_lsp.errors import EXIT_OK, UsageError
 
     root = Path(args.workspace).resolve()
     if not root.is_dir():

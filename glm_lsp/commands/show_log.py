@@ -11,7 +11,7 @@ from glm_lsp.memory.thinking_log import ThinkingLog
 
 
 def show_log(workspace: Path, settings: Settings, *, as_json: bool) -> int:
-    from glm_lsp.cli import EXIT_OK, UsageError
+    from glm_lsp.errors import EXIT_OK, UsageError
 
     root = workspace.resolve()
     if not root.is_dir():
