@@ -61,8 +61,8 @@ EXPECTED_DIFF = """\
 @@ -1,5 +1,5 @@
 -from pkg.a import foo
 +from pkg.a import bar
- 
- 
+{BLANK}
+{BLANK}
  def twice(x):
 -    return foo(foo(x))
 +    return bar(bar(x))
@@ -75,7 +75,7 @@ EXPECTED_DIFF = """\
 +
 +def quad(x):
 +    return bar(bar(x))
-"""
+""".replace("{BLANK}", " ")  # context lines of blank lines are a single space
 
 
 @pytest.fixture
