@@ -1,0 +1,98 @@
+// Shapes of glm-lsp's commands and notifications (design section 4). No vscode import: the pure
+// modules and their tests share these types.
+
+export interface Position {
+  line: number;
+  character: number;
+}
+
+export interface Range {
+  start: Position;
+  end: Position;
+}
+
+export type Thinking = 'auto' | 'enabled' | 'disabled';
+
+export interface Stats {
+  promptTokens?: number;
+  reusedTokens?: number;
+  prefilledTokens?: number;
+  generatedTokens?: number;
+  ttftMs?: number;
+  decodeTps?: number;
+}
+
+export interface ExplainArgs {
+  uri: string;
+  range?: Range;
+  question?: string;
+  thinking?: Thinking;
+}
+
+export interface RefactorArgs {
+  uri: string;
+  range?: Range;
+  instruction: string;
+  thinking?: Thinking;
+}
+
+export interface FixArgs {
+  uri: string;
+  range: Range;
+  thinking?: Thinking;
+}
+
+export interface AskArgs {
+  question: string;
+  uri?: string;
+  thinking?: Thinking;
+}
+
+/** Result of glm.explain and glm.ask. */
+export interface AnswerResult {
+  text: string;
+  reasoning: string;
+  turn: number;
+  stats?: Stats;
+}
+
+/** Result of glm.refactor and glm.fix. */
+export interface EditResult {
+  applied: boolean;
+  changes: { uri: string; kind: string }[];
+  summary: string;
+  turn: number;
+  stats?: Stats;
+  failureReason?: string;
+}
+
+export interface StatusResult {
+  backend: string;
+  model: string;
+  busy: boolean;
+  queued: number;
+  turns: number;
+  stats?: Stats;
+}
+
+export interface ThinkingTurn {
+  turn: number;
+  command: string;
+  thinking: string;
+  reasoning: string[];
+  summary: string;
+}
+
+export type StreamKind = 'reasoning' | 'content' | 'tool_call' | 'tool_result';
+
+export interface StreamNotification {
+  turn: number;
+  kind: StreamKind;
+  text: string;
+}
+
+export const STREAM_METHOD = 'glm/stream';
+
+/** Server commands whose results the client presents to the user. */
+export const ANSWER_COMMANDS = new Set(['glm.explain', 'glm.ask']);
+export const EDIT_COMMANDS = new Set(['glm.refactor', 'glm.fix']);

@@ -1,0 +1,109 @@
+import { strict as assert } from 'node:assert';
+import { describe, it } from 'node:test';
+import {
+  answerDocument,
+  editMessage,
+  editReport,
+  fenced,
+  firstLine,
+  formatStats,
+  formatTps,
+  statusBarText,
+  statusMessage,
+  thinkingDocument,
+  undoMessage,
+} from '../format';
+
+const stats = { promptTokens: 1200, reusedTokens: 1000, prefilledTokens: 200, generatedTokens: 64, ttftMs: 312.4, decodeTps: 23.456 };
+
+describe('format: figures', () => {
+  it('formats stats, leaving out what is missing', () => {
+    assert.equal(formatStats(stats), '1200 prompt tokens (1000 reused) · 64 generated · first token 312 ms · 23.5 tok/s');
+    assert.equal(formatStats({ generatedTokens: 5 }), '5 generated');
+    assert.equal(formatStats(undefined), '');
+    assert.equal(formatTps(0), undefined);
+    assert.equal(formatTps(Number.NaN), undefined);
+  });
+
+  it('status bar: spinner when busy, tokens/s when idle', () => {
+    assert.equal(statusBarText({ busy: true }), '$(sync~spin) GLM');
+    assert.equal(statusBarText({ busy: true, queued: 2, tps: 9 }), '$(sync~spin) GLM +2');
+    assert.equal(statusBarText({ busy: false, tps: 31.04 }), '$(sparkle) GLM 31.0 tok/s');
+    assert.equal(statusBarText({ busy: false }), '$(sparkle) GLM');
+    assert.equal(statusBarText({ busy: true, error: 'x' }), '$(error) GLM');
+  });
+
+  it('status message', () => {
+    assert.equal(
+      statusMessage({ backend: 'mlx', model: 'm', busy: true, queued: 1, turns: 1, stats: { decodeTps: 10 } }),
+      'GLM: mlx · m · busy, 1 queued · 1 turn in the log · last request: 10.0 tok/s',
+    );
+    assert.equal(statusMessage({ backend: 'openai', model: 'glm', busy: false, turns: 0 }), 'GLM: openai · glm · idle · 0 turns in the log');
+  });
+});
+
+describe('format: documents', () => {
+  it('fences text so backticks inside cannot close the block', () => {
+    assert.equal(fenced('a'), '```text\na\n```');
+    assert.equal(fenced('x ```` y\n'), '`````text\nx ```` y\n`````');
+  });
+
+  it('renders the thinking log with turns, summaries and every reasoning part', () => {
+    const doc = thinkingDocument([
+      { turn: 1, command: 'glm.explain', thinking: 'disabled', reasoning: [], summary: 'Explained f.' },
+      { turn: 2, command: 'glm.refactor', thinking: 'enabled', reasoning: ['first', 'second'], summary: '' },
+    ]);
+    assert.match(doc, /^# GLM preserved thinking\n/);
+    assert.match(doc, /## Turn 1 · glm\.explain · thinking disabled\n\n\*\*Summary:\*\* Explained f\.\n\n### Reasoning\n\n_No reasoning recorded\._/);
+    assert.match(doc, /## Turn 2 · glm\.refactor · thinking enabled\n\n### Reasoning 1 of 2\n\n```text\nfirst\n```\n\n### Reasoning 2 of 2\n\n```text\nsecond\n```\n$/);
+    assert.match(thinkingDocument([]), /log is empty/);
+  });
+
+  it('renders an answer with its reasoning and figures', () => {
+    const doc = answerDocument('glm.explain', { text: 'It parses.\n', reasoning: 'hmm', turn: 3, stats });
+    assert.equal(
+      doc,
+      '# GLM turn 3 · glm.explain\n\nIt parses.\n\n## Reasoning\n\n```text\nhmm\n```\n\n---\n' +
+        '1200 prompt tokens (1000 reused) · 64 generated · first token 312 ms · 23.5 tok/s\n',
+    );
+    assert.equal(answerDocument('glm.ask', { text: '', reasoning: '', turn: 1 }), '# GLM turn 1 · glm.ask\n\n_Empty answer._\n');
+  });
+
+  it('firstLine trims and truncates', () => {
+    assert.equal(firstLine('\n  Hello world \nmore'), 'Hello world');
+    assert.equal(firstLine('abcdef', 4), 'abc…');
+    assert.equal(firstLine(''), '');
+  });
+});
+
+describe('format: edit and undo results', () => {
+  const changes = [{ uri: 'file:///w/a.py', kind: 'edit' }, { uri: 'file:///w/b.py', kind: 'create' }];
+
+  it('applied, declined and empty edits', () => {
+    assert.deepEqual(editMessage({ applied: true, changes, summary: 'Moved parse.\nDetails', turn: 2 }), {
+      ok: true,
+      text: 'GLM applied 2 changes: Moved parse.',
+    });
+    assert.deepEqual(editMessage({ applied: false, changes, summary: '', turn: 2, failureReason: 'a.py changed' }), {
+      ok: false,
+      text: 'GLM edit not applied: a.py changed',
+    });
+    assert.deepEqual(editMessage({ applied: false, changes: [], summary: 'Nothing to do.', turn: 2 }), {
+      ok: true,
+      text: 'GLM proposed no changes: Nothing to do.',
+    });
+  });
+
+  it('reports changed files and figures in the output', () => {
+    assert.equal(
+      editReport('glm.refactor', { applied: true, changes, summary: 'Moved parse.', turn: 2, stats: { decodeTps: 5 } }),
+      '✔ turn 2 glm.refactor: GLM applied 2 changes: Moved parse.\nMoved parse.\n  edit file:///w/a.py\n  create file:///w/b.py\n  5.0 tok/s\n',
+    );
+  });
+
+  it('undo messages from the usual result fields', () => {
+    assert.deepEqual(undoMessage({ reverted: true }), { ok: true, text: 'GLM undid the last edit.' });
+    assert.deepEqual(undoMessage({ reverted: false, reason: 'a.py changed since' }), { ok: false, text: 'GLM could not undo: a.py changed since' });
+    assert.deepEqual(undoMessage(null), { ok: true, text: 'GLM undid the last edit.' });
+  });
+});
