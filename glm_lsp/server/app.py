@@ -1,0 +1,255 @@
+"""The language server object: settings, workspace folders and their sessions, edits."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+from lsprotocol import types as lsp
+from pygls.lsp.server import LanguageServer
+from pygls.protocol import LanguageServerProtocol
+from pygls.uris import to_fs_path
+
+from glm_lsp import __version__
+from glm_lsp.agent.edits import ChangeSet, check_unchanged
+from glm_lsp.agent.session import Session
+from glm_lsp.config import Settings, SettingsError
+from glm_lsp.runtime.factory import make_backend
+from glm_lsp.server.jobs import Job, Worker
+from glm_lsp.server.lsp_edits import stale_open_docs, to_document_changes
+from glm_lsp.workspace import WorkspaceIndex, WorkspaceWatcher
+
+log = logging.getLogger(__name__)
+
+# Settings that need a new backend (and so a new session) when they change.
+BACKEND_KEYS = (
+    "backend",
+    "model",
+    "baseUrl",
+    "apiKeyEnv",
+    "kvBits",
+    "stateDir",
+    "persistKvCache",
+    "scriptedReplies",
+)
+
+
+class GlmProtocol(LanguageServerProtocol):
+    def _handle_cancel_notification(self, msg_id: Any) -> None:
+        # executeCommand runs our handler under a generator, so pygls cannot cancel it itself.
+        server: GlmServer = self._server  # type: ignore[assignment]
+        server.cancel_request(msg_id)
+        super()._handle_cancel_notification(msg_id)
+
+
+class Folder:
+    """One workspace folder: its index, watcher, and (once a request needs it) its session."""
+
+    def __init__(self, server: GlmServer, client_root: Path) -> None:
+        self.server = server
+        self.client_root = client_root  # as the client spells it: URIs we send use this
+        self.root = client_root.resolve()
+        state = server.settings.state_dir(self.root).resolve()
+        excluded = {".git", ".glm-lsp"}
+        if self.root in state.parents:
+            excluded.add(state.relative_to(self.root).parts[0])
+        self.index = WorkspaceIndex(self.root, exclude_dirs=tuple(sorted(excluded)))
+        self.watcher: WorkspaceWatcher | None = None
+        self.session: Session | None = None
+        self.session_settings: Settings | None = None
+        self.last_applied: ChangeSet | None = None
+        self.last_stats: dict[str, Any] | None = None
+
+    def rel(self, path: Path) -> str | None:
+        for base in (self.client_root, self.root):
+            try:
+                return path.relative_to(base).as_posix()
+            except ValueError:
+                continue
+        try:
+            return path.resolve().relative_to(self.root).as_posix()
+        except (ValueError, OSError):
+            return None
+
+    def uri(self, rel: str) -> str:
+        return (self.client_root / rel).as_uri()
+
+    def open_doc(self, rel: str) -> tuple[str, int] | None:
+        """Text and version of an open buffer (safe to call from the worker thread)."""
+        docs = (
+            self.server.protocol._workspace.text_documents
+            if self.server.protocol._workspace
+            else {}
+        )
+        doc = docs.get(unquote(self.uri(rel)))
+        if doc is None:
+            return None
+        return doc.source, doc.version if doc.version is not None else 0
+
+    def read(self, rel: str) -> str | None:
+        opened = self.open_doc(rel)
+        if opened is not None:
+            return opened[0]
+        path = self.root / rel
+        return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else None
+
+    def ensure_session(self, settings: Settings) -> Session:
+        """Called on the worker thread: scanning and loading a model take time."""
+        if self.session is not None and self.session_settings is not None:
+            old = self.session_settings
+            if all(getattr(old, k) == getattr(settings, k) for k in BACKEND_KEYS):
+                self.session.settings = settings
+                self.session_settings = settings
+                return self.session
+            self.session.backend.close()
+            self.session = None
+        if self.watcher is None:
+            self.index.scan()
+            self.watcher = WorkspaceWatcher(self.index)
+            self.watcher.start()
+        backend = make_backend(settings, settings.state_dir(self.root))
+        self.session = Session(
+            self.root, settings, backend, index=self.index, buffers=self.open_doc
+        )
+        self.session_settings = settings
+        return self.session
+
+    def stop(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
+
+
+def lsp_settings(raw: Any) -> dict[str, Any]:
+    """The `glm` section, whether the client nests it under "glm" or sends it flat."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise SettingsError("glm", "glm settings must be an object of settings")
+    if "glm" in raw and isinstance(raw["glm"], Mapping):
+        return dict(raw["glm"])
+    return dict(raw)
+
+
+class GlmServer(LanguageServer):
+    def __init__(self, flags: Settings) -> None:
+        super().__init__("glm-lsp", __version__, protocol_cls=GlmProtocol)
+        # Command-line flags win over LSP settings (design section 3): keep only those given.
+        defaults = Settings()
+        self.flags = {k: v for k, v in flags.to_dict().items() if getattr(defaults, k) != v}
+        self.lsp_base = Settings()  # defaults + initializationOptions + didChangeConfiguration
+        self.settings = flags
+        self.folders: dict[Path, Folder] = {}
+        self.worker = Worker()
+        self.pending_messages: list[str] = []
+
+    # -- settings ------------------------------------------------------------------------------
+    def update_settings(self, raw: Any) -> str | None:
+        """Apply LSP settings; on a bad value return the error and keep the old settings."""
+        try:
+            base = self.lsp_base.merged(lsp_settings(raw))
+            effective = base.merged(self.flags)
+        except SettingsError as exc:
+            return str(exc)
+        self.lsp_base, self.settings = base, effective
+        return None
+
+    def show_error(self, message: str) -> None:
+        self.window_show_message(lsp.ShowMessageParams(type=lsp.MessageType.Error, message=message))
+
+    # -- folders -------------------------------------------------------------------------------
+    def folder_roots(self) -> list[Path]:
+        ws = self.protocol._workspace
+        if ws is None:
+            return []
+        roots = [Path(to_fs_path(f.uri) or "") for f in ws.folders.values()]
+        if not roots and ws.root_path:
+            roots = [Path(ws.root_path)]
+        return [r for r in roots if str(r)]
+
+    def folder_for_path(self, path: Path) -> tuple[Folder, str] | None:
+        best: tuple[Folder, str] | None = None
+        for root in self.folder_roots():
+            folder = self.folder(root)
+            rel = folder.rel(path)
+            if (
+                rel is not None
+                and not rel.startswith("..")
+                and (best is None or len(str(folder.root)) > len(str(best[0].root)))
+            ):
+                best = (folder, rel)
+        return best
+
+    def folder(self, root: Path) -> Folder:
+        key = Path(root).absolute()
+        if key not in self.folders:
+            self.folders[key] = Folder(self, key)
+        return self.folders[key]
+
+    def default_folder(self) -> Folder | None:
+        roots = self.folder_roots()
+        return self.folder(roots[0]) if roots else None
+
+    # -- cancellation --------------------------------------------------------------------------
+    def cancel_request(self, msg_id: Any) -> None:
+        for job in self.worker.jobs():
+            if job.msg_id == msg_id:
+                job.cancel.set()
+
+    def cancel_token(self, token: Any) -> None:
+        for job in self.worker.jobs():
+            if job.token is not None and job.token == token:
+                job.cancel.set()
+
+    # -- edits ---------------------------------------------------------------------------------
+    async def send_edit(
+        self, folder: Folder, change_set: ChangeSet, label: str
+    ) -> tuple[bool, str | None]:
+        """One workspace/applyEdit for the change set; the editor writes, never the server."""
+        stale = sorted(
+            set(check_unchanged(folder.root, change_set))
+            | set(stale_open_docs(change_set, folder.open_doc))
+        )
+        if stale:
+            return False, f"changed since the agent read them: {', '.join(stale)}"
+        changes = to_document_changes(folder.client_root, change_set, folder.open_doc)
+        result = await self.workspace_apply_edit_async(
+            lsp.ApplyWorkspaceEditParams(
+                edit=lsp.WorkspaceEdit(document_changes=changes), label=label
+            )
+        )
+        if result.applied:
+            return True, None
+        return False, result.failure_reason or "the editor declined the edit"
+
+    def apply_from_worker(
+        self, loop: asyncio.AbstractEventLoop, job: Job, folder: Folder, label: str
+    ):
+        """Session.run's `apply`, run on the worker thread: waits for the client, or a cancel."""
+        from glm_lsp.runtime.base import Cancelled
+
+        def apply(change_set: ChangeSet) -> tuple[bool, str | None]:
+            future = asyncio.run_coroutine_threadsafe(
+                self.send_edit(folder, change_set, label), loop
+            )
+            while True:
+                try:
+                    applied, reason = future.result(timeout=0.1)
+                    break
+                except TimeoutError:
+                    if job.cancel.is_set():
+                        future.cancel()
+                        raise Cancelled() from None
+            if applied:
+                folder.last_applied = change_set
+            return applied, reason
+
+        return apply
+
+    def stop(self) -> None:
+        self.worker.shutdown()
+        for folder in self.folders.values():
+            folder.stop()

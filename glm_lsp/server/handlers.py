@@ -1,0 +1,125 @@
+"""LSP features: lifecycle, settings, code actions, watched files, and command registration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types as lsp
+from pygls.uris import to_fs_path
+
+from glm_lsp.server import commands
+from glm_lsp.server.app import GlmServer
+from glm_lsp.server.requests import widen
+
+EXPLAIN_KIND = "source.glm.explain"
+ACTION_KINDS = [lsp.CodeActionKind.QuickFix, lsp.CodeActionKind.RefactorRewrite, EXPLAIN_KIND]
+
+
+def register(server: GlmServer) -> None:
+    @server.feature(lsp.INITIALIZE)
+    def initialize(ls: GlmServer, params: lsp.InitializeParams) -> None:
+        error = ls.update_settings(params.initialization_options)
+        if error:
+            ls.pending_messages.append(error)
+
+    @server.feature(lsp.INITIALIZED)
+    def initialized(ls: GlmServer, params: lsp.InitializedParams) -> None:
+        for message in ls.pending_messages:
+            ls.show_error(message)
+        ls.pending_messages.clear()
+
+    @server.feature(lsp.WORKSPACE_DID_CHANGE_CONFIGURATION)
+    def did_change_configuration(ls: GlmServer, params: lsp.DidChangeConfigurationParams) -> None:
+        error = ls.update_settings(params.settings)
+        if error:
+            ls.show_error(error)
+
+    @server.feature(lsp.WORKSPACE_DID_CHANGE_WATCHED_FILES)
+    def did_change_watched_files(ls: GlmServer, params: lsp.DidChangeWatchedFilesParams) -> None:
+        for event in params.changes:
+            path = to_fs_path(event.uri)
+            found = ls.folder_for_path(Path(path)) if path else None
+            if found and found[0].watcher is not None:
+                found[0].watcher.notify([(str(path), int(event.type))])
+
+    @server.feature(lsp.WINDOW_WORK_DONE_PROGRESS_CANCEL)
+    def progress_cancel(ls: GlmServer, params: lsp.WorkDoneProgressCancelParams) -> None:
+        ls.cancel_token(params.token)
+
+    @server.feature(lsp.SHUTDOWN)
+    def shutdown(ls: GlmServer, *args: Any) -> None:
+        ls.stop()
+
+    @server.feature(
+        lsp.TEXT_DOCUMENT_CODE_ACTION, lsp.CodeActionOptions(code_action_kinds=ACTION_KINDS)
+    )
+    def code_action(ls: GlmServer, params: lsp.CodeActionParams) -> list[lsp.CodeAction]:
+        return code_actions(ls, params)
+
+    agent_commands = {"glm.explain": "explain", "glm.refactor": "refactor", "glm.fix": "fix"}
+    agent_commands["glm.ask"] = "ask"
+    for name, kind in agent_commands.items():
+        server.command(name)(_agent_command(kind))
+    for name, fn in {
+        "glm.cancel": commands.cancel,
+        "glm.status": commands.status,
+        "glm.thinking.show": commands.thinking_show,
+        "glm.thinking.reset": commands.thinking_reset,
+        "glm.undo": commands.undo,
+    }.items():
+        server.command(name)(_plain_command(fn))
+
+
+def _agent_command(kind: str):
+    async def handler(ls, *args):  # untyped: pygls passes raw JSON values through *args
+        return await commands.run_agent(ls, kind, args)
+
+    return handler
+
+
+def _plain_command(fn):
+    async def handler(ls, *args):
+        return await fn(ls, args)
+
+    return handler
+
+
+def _wanted(kind: str, only: list[str] | None) -> bool:
+    return not only or any(kind == o or kind.startswith(o + ".") for o in only)
+
+
+def code_actions(ls: GlmServer, params: lsp.CodeActionParams) -> list[lsp.CodeAction]:
+    path = to_fs_path(params.text_document.uri)
+    found = ls.folder_for_path(Path(path)) if path else None
+    rng: lsp.Range | None = params.range
+    if found is not None:
+        folder, rel = found
+        text = folder.read(rel)
+        if text is not None:
+            rng, _symbol = widen(folder, rel, text, rng)
+    uri = params.text_document.uri
+    arg: dict[str, Any] = {"uri": uri, "range": ls.protocol._converter.unstructure(rng)}
+    only = [str(k) for k in params.context.only] if params.context.only else None
+    actions = []
+    if _wanted(EXPLAIN_KIND, only):
+        actions.append(_action("GLM: Explain", EXPLAIN_KIND, "glm.explain", arg))
+    if _wanted(lsp.CodeActionKind.RefactorRewrite, only):
+        actions.append(
+            _action("GLM: Refactor…", lsp.CodeActionKind.RefactorRewrite, "glm.refactor", arg)
+        )
+    diagnostics = params.context.diagnostics
+    if diagnostics and _wanted(lsp.CodeActionKind.QuickFix, only):
+        fix_arg = arg | {
+            "diagnostics": [ls.protocol._converter.unstructure(d) for d in diagnostics]
+        }
+        action = _action("GLM: Fix", lsp.CodeActionKind.QuickFix, "glm.fix", fix_arg)
+        action.diagnostics = list(diagnostics)
+        actions.append(action)
+    return actions
+
+
+def _action(title: str, kind: str, command: str, arg: dict[str, Any]) -> lsp.CodeAction:
+    return lsp.CodeAction(
+        title=title, kind=kind, command=lsp.Command(title=title, command=command, arguments=[arg])
+    )

@@ -1,0 +1,161 @@
+"""Requests in flight: the one worker thread, the stream relay and work-done progress.
+
+The model runs on a single dedicated thread (not pygls's pool, which also reads stdin), so the
+event loop keeps answering code actions, status and edits while a generation runs; a second
+request waits its turn on the same thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from lsprotocol import types as lsp
+
+from glm_lsp.runtime.base import Cancelled
+
+if TYPE_CHECKING:
+    from glm_lsp.server.app import GlmServer
+
+T = TypeVar("T")
+FLUSH_S = 0.03  # stream deltas are sent at most this late, so a client is not flooded per token
+
+
+@dataclass(eq=False)
+class Job:
+    command: str
+    cancel: threading.Event = field(default_factory=threading.Event)
+    msg_id: Any = None  # the executeCommand request id, for $/cancelRequest
+    token: str | None = None  # the work-done progress token, for a progress cancel
+    turn: int | None = None  # known once the worker starts it
+
+
+class Worker:
+    """One thread for every model request of this server; FIFO."""
+
+    def __init__(self) -> None:
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="glm-worker")
+        self._lock = threading.Lock()
+        self.running: Job | None = None
+        self.pending: list[Job] = []
+
+    @property
+    def busy(self) -> bool:
+        return self.running is not None
+
+    @property
+    def queued(self) -> int:
+        return len(self.pending)
+
+    def jobs(self) -> list[Job]:
+        with self._lock:
+            return ([self.running] if self.running else []) + list(self.pending)
+
+    async def run(self, job: Job, fn: Callable[[], T]) -> T:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            self.pending.append(job)
+
+        def call() -> T:
+            with self._lock:
+                self.pending.remove(job)
+                self.running = job
+            try:
+                if job.cancel.is_set():  # cancelled while it waited
+                    raise Cancelled()
+                return fn()
+            finally:
+                with self._lock:
+                    self.running = None
+
+        return await loop.run_in_executor(self.executor, call)
+
+    def cancel_all(self) -> None:
+        for job in self.jobs():
+            job.cancel.set()
+
+    def shutdown(self) -> None:
+        self.cancel_all()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+class StreamRelay:
+    """Sends `glm/stream` notifications in order, joining deltas of one kind for ~30 ms."""
+
+    def __init__(self, server: GlmServer, job: Job, progress: Progress) -> None:
+        self.server, self.job, self.progress = server, job, progress
+        self.loop = asyncio.get_running_loop()
+        self.kind = ""
+        self.parts: list[str] = []
+        self.timer: asyncio.TimerHandle | None = None
+
+    def sink(self, kind: str, text: str) -> None:
+        """Called on the worker thread: hand over to the loop, keeping order."""
+        self.loop.call_soon_threadsafe(self.push, kind, text)
+
+    def push(self, kind: str, text: str) -> None:
+        if kind == "progress":
+            self.flush()
+            self.progress.report(text)
+            return
+        if kind != self.kind:
+            self.flush()
+        self.kind = kind
+        self.parts.append(text)
+        if kind in ("tool_call", "tool_result"):  # whole messages: no reason to wait
+            self.flush()
+        elif self.timer is None:
+            self.timer = self.loop.call_later(FLUSH_S, self.flush)
+
+    def flush(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.parts:
+            text, self.parts = "".join(self.parts), []
+            self.server.protocol.notify(
+                "glm/stream", {"turn": self.job.turn, "kind": self.kind, "text": text}
+            )
+
+
+class Progress:
+    """`$/progress` for one request when the client supports it; a no-op otherwise."""
+
+    def __init__(self, server: GlmServer, title: str) -> None:
+        self.server, self.title = server, title
+        self.token: str | None = None
+        self.last = ""
+
+    async def begin(self, message: str) -> str | None:
+        caps = self.server.client_capabilities
+        if not (caps and caps.window and caps.window.work_done_progress):
+            return None
+        token = str(uuid.uuid4())
+        try:
+            await self.server.work_done_progress.create_async(token)
+        except Exception:  # the client refused: run without progress
+            return None
+        self.token = token
+        self.server.work_done_progress.begin(
+            token, lsp.WorkDoneProgressBegin(title=self.title, cancellable=True, message=message)
+        )
+        self.last = message
+        return token
+
+    def report(self, message: str) -> None:
+        if self.token and message != self.last:
+            self.last = message
+            self.server.work_done_progress.report(
+                token=self.token, value=lsp.WorkDoneProgressReport(message=message)
+            )
+
+    def end(self, message: str) -> None:
+        if self.token:
+            self.server.work_done_progress.end(self.token, lsp.WorkDoneProgressEnd(message=message))
+            self.server.work_done_progress.tokens.pop(self.token, None)
+            self.token = None
