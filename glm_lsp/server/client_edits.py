@@ -1,0 +1,69 @@
+"""The client side of `workspace/applyEdit`, for the demo and tests (editors do this themselves).
+
+Applies `documentChanges` in order to files on disk; positions are UTF-16 code units.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lsprotocol import types as lsp
+from pygls.uris import to_fs_path
+
+
+def _offset(text: str, pos: lsp.Position) -> int:
+    lines = text.splitlines(keepends=True)
+    if pos.line >= len(lines):
+        return len(text)
+    offset = sum(len(line) for line in lines[: pos.line])
+    units = 0
+    for i, ch in enumerate(lines[pos.line]):
+        if units >= pos.character:
+            return offset + i
+        units += 2 if ord(ch) > 0xFFFF else 1
+    return offset + len(lines[pos.line])
+
+
+def apply_text_edits(text: str, edits: list[lsp.TextEdit]) -> str:
+    spans = sorted(
+        ((_offset(text, e.range.start), _offset(text, e.range.end), e.new_text) for e in edits),
+        key=lambda s: (s[0], s[1]),
+        reverse=True,
+    )
+    for start, end, new in spans:
+        text = text[:start] + new + text[end:]
+    return text
+
+
+def _path(uri: str) -> Path:
+    return Path(to_fs_path(uri) or uri)
+
+
+def apply_workspace_edit(edit: lsp.WorkspaceEdit) -> tuple[bool, str | None]:
+    """Apply in order; (False, reason) on the first change that cannot be done."""
+    for change in edit.document_changes or []:
+        if isinstance(change, lsp.CreateFile):
+            path = _path(change.uri)
+            if path.exists():
+                return False, f"{path} already exists"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("", encoding="utf-8")
+        elif isinstance(change, lsp.RenameFile):
+            new = _path(change.new_uri)
+            if new.exists():
+                return False, f"{new} already exists"
+            new.parent.mkdir(parents=True, exist_ok=True)
+            _path(change.old_uri).rename(new)
+        elif isinstance(change, lsp.DeleteFile):
+            path = _path(change.uri)
+            if not path.exists():
+                return False, f"{path} does not exist"
+            path.unlink()
+        else:
+            path = _path(change.text_document.uri)
+            if not path.is_file():
+                return False, f"{path} does not exist"
+            text = path.read_text(encoding="utf-8")
+            edits = [e for e in change.edits if isinstance(e, lsp.TextEdit)]
+            path.write_text(apply_text_edits(text, edits), encoding="utf-8")
+    return True, None

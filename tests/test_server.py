@@ -1,0 +1,298 @@
+"""The LSP server end to end: pytest-lsp over stdio against `glm-lsp serve` with the tiny model.
+
+Each test starts its own server with its own scripted replies (design section 7), so what the
+model "says" is fixed while tokens, KV cache, streaming and cancellation are all real.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, Union
+
+import pytest
+import pytest_lsp
+from lsprotocol import types as lsp
+from pygls.exceptions import JsonRpcException
+from pytest_lsp import ClientServerConfig, LanguageClient
+
+from glm_lsp.glm.parse import tool_call_text
+from glm_lsp.server.client_edits import apply_workspace_edit
+
+A_PY = 'def foo(x):\n    """Double x."""\n    return 2 * x\n\n\nclass Box:\n    def get(self):\n        return foo(1)\n'
+B_PY = "from pkg.a import foo\n\n\ndef twice(x):\n    return foo(foo(x))\n"
+OLD_PY = "# old helpers\n"
+NOTES = "notes\n"
+TIMEOUT = 60
+
+
+def workspace(tmp: Path) -> Path:
+    root = tmp / "ws"
+    (root / "pkg").mkdir(parents=True)
+    (root / "pkg" / "a.py").write_text(A_PY)
+    (root / "pkg" / "b.py").write_text(B_PY)
+    (root / "pkg" / "old.py").write_text(OLD_PY)
+    (root / "notes.txt").write_text(NOTES)
+    return root
+
+
+class Recorder:
+    """What the client saw: stream notifications, edits, and the order of events."""
+
+    def __init__(self, decline: str | None = None) -> None:
+        self.stream: list[dict[str, Any]] = []
+        self.edits: list[lsp.WorkspaceEdit] = []
+        self.events: list[str] = []
+        self.decline = decline
+        self.edit_seen = asyncio.Event()
+
+
+def fix_code_action_decoding(client: LanguageClient) -> None:
+    """lsprotocol decodes any object with a "command" key as a Command, even a CodeAction whose
+    command is an object; real editors look at the type of that key, so the test does too."""
+    converter = client.protocol._converter
+
+    def hook(obj: Any, _type: Any) -> lsp.Command | lsp.CodeAction:
+        is_command = isinstance(obj.get("command"), str)
+        return converter.structure(obj, lsp.Command if is_command else lsp.CodeAction)
+
+    converter.register_structure_hook(Union[lsp.Command, lsp.CodeAction], hook)
+
+
+@contextlib.asynccontextmanager
+async def server(
+    tmp: Path,
+    model: Path,
+    replies: list[str],
+    *,
+    root: Path | None = None,
+    decline: str | None = None,
+    init_options: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> AsyncIterator[tuple[LanguageClient, Recorder, Path]]:
+    root = root or workspace(tmp)
+    script = tmp / f"replies-{len(list(tmp.glob('replies-*')))}.json"
+    script.write_text(json.dumps(replies))
+    config = ClientServerConfig(
+        server_command=[
+            sys.executable, "-m", "glm_lsp.cli", "serve",
+            "--model", str(model), "--scripted-replies", str(script),
+        ],
+        server_env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    client = await config.start()
+    fix_code_action_decoding(client)
+    rec = Recorder(decline)
+
+    @client.feature("glm/stream")
+    def on_stream(params: Any) -> None:
+        item = params if isinstance(params, dict) else {k: getattr(params, k) for k in ("turn", "kind", "text")}
+        rec.stream.append(item)
+        rec.events.append("stream")
+
+    @client.feature(lsp.WORKSPACE_APPLY_EDIT)
+    def on_apply(params: lsp.ApplyWorkspaceEditParams) -> lsp.ApplyWorkspaceEditResult:
+        rec.edits.append(params.edit)
+        rec.events.append("applyEdit")
+        rec.edit_seen.set()
+        if rec.decline:
+            return lsp.ApplyWorkspaceEditResult(applied=False, failure_reason=rec.decline)
+        applied, reason = apply_workspace_edit(params.edit)
+        return lsp.ApplyWorkspaceEditResult(applied=applied, failure_reason=reason)
+
+    caps = lsp.ClientCapabilities(
+        window=lsp.WindowClientCapabilities(work_done_progress=progress),
+        workspace=lsp.WorkspaceClientCapabilities(
+            apply_edit=True,
+            workspace_edit=lsp.WorkspaceEditClientCapabilities(
+                document_changes=True,
+                resource_operations=[
+                    lsp.ResourceOperationKind.Create,
+                    lsp.ResourceOperationKind.Rename,
+                    lsp.ResourceOperationKind.Delete,
+                ],
+            ),
+        ),
+    )
+    await asyncio.wait_for(
+        client.initialize_session(
+            lsp.InitializeParams(
+                capabilities=caps,
+                root_uri=root.as_uri(),
+                workspace_folders=[lsp.WorkspaceFolder(uri=root.as_uri(), name="ws")],
+                initialization_options=init_options,
+            )
+        ),
+        TIMEOUT,
+    )
+    try:
+        yield client, rec, root
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(client.shutdown_session(), 20)
+        with contextlib.suppress(Exception):
+            await client.stop()
+
+
+def command(client: LanguageClient, name: str, arg: Any = None):
+    args = [] if arg is None else [arg]
+    return asyncio.wait_for(
+        client.workspace_execute_command_async(lsp.ExecuteCommandParams(command=name, arguments=args)),
+        TIMEOUT,
+    )
+
+
+def open_doc(client: LanguageClient, root: Path, rel: str, version: int = 7) -> str:
+    uri = (root / rel).as_uri()
+    client.text_document_did_open(
+        lsp.DidOpenTextDocumentParams(
+            lsp.TextDocumentItem(uri=uri, language_id="python", version=version, text=(root / rel).read_text())
+        )
+    )
+    return uri
+
+
+def rng(l1: int, c1: int, l2: int, c2: int) -> dict[str, Any]:
+    return {"start": {"line": l1, "character": c1}, "end": {"line": l2, "character": c2}}
+
+
+@pytest.fixture
+def model(tiny_model_dir: Path) -> Path:
+    return tiny_model_dir
+
+
+# -- tests ---------------------------------------------------------------------------------------
+
+
+async def test_code_actions(tmp_path: Path, model: Path) -> None:
+    async with server(tmp_path, model, []) as (client, _rec, root):
+        uri = open_doc(client, root, "pkg/a.py")
+        ctx = lsp.CodeActionContext(diagnostics=[])
+        actions = await client.text_document_code_action_async(
+            lsp.CodeActionParams(lsp.TextDocumentIdentifier(uri), lsp.Range(lsp.Position(0, 0), lsp.Position(2, 0)), ctx)
+        )
+        assert [a.title for a in actions] == ["GLM: Explain", "GLM: Refactor…"]
+        assert actions[0].command.command == "glm.explain"
+        assert actions[0].command.arguments[0]["uri"] == uri
+        diag = lsp.Diagnostic(range=lsp.Range(lsp.Position(1, 0), lsp.Position(1, 3)), message="bad")
+        actions = await client.text_document_code_action_async(
+            lsp.CodeActionParams(
+                lsp.TextDocumentIdentifier(uri),
+                lsp.Range(lsp.Position(6, 8), lsp.Position(6, 8)),
+                lsp.CodeActionContext(diagnostics=[diag]),
+            )
+        )
+        fix = [a for a in actions if a.title == "GLM: Fix"]
+        assert fix and fix[0].kind == lsp.CodeActionKind.QuickFix
+        assert fix[0].command.command == "glm.fix"
+        # an empty range widens to the enclosing method `get` (lines 7-8, 0-based 6-7)
+        widened = actions[0].command.arguments[0]["range"]
+        assert widened["start"] == {"line": 6, "character": 0}
+        assert widened["end"]["line"] == 7
+
+
+C_PY = '"""Helpers built on bar."""\nfrom pkg.a import bar\n\n\ndef quad(x):\n    return bar(bar(x))\n'
+EXPLAIN = "foo doubles its argument; Box.get calls it with 1."
+REFACTOR = [
+    "I should read a.py first.</think>Reading a.py."
+    + tool_call_text("read_file", {"path": "pkg/a.py"}),
+    "foo is used in b.py too.</think>"
+    + tool_call_text("edit_file", {"path": "pkg/a.py", "old_text": "def foo(x):", "new_text": "def bar(x):"})
+    + tool_call_text("edit_file", {"path": "pkg/a.py", "old_text": "return foo(1)", "new_text": "return bar(1)"})
+    + tool_call_text("edit_file", {"path": "pkg/b.py", "old_text": "import foo", "new_text": "import bar"})
+    + tool_call_text("edit_file", {"path": "pkg/b.py", "old_text": "foo(foo(x))", "new_text": "bar(bar(x))"})
+    + tool_call_text("write_file", {"path": "pkg/c.py", "content": C_PY})
+    + tool_call_text("rename_file", {"path": "notes.txt", "new_path": "docs/notes.txt"})
+    + tool_call_text("delete_file", {"path": "pkg/old.py"}),
+    "All done.</think>Renamed foo to bar in a.py and b.py, added c.py, moved notes, removed old.py.",
+]
+
+
+async def test_explain_then_multi_file_refactor_undo_and_restart(tmp_path: Path, model: Path) -> None:
+    async with server(tmp_path, model, [EXPLAIN, *REFACTOR]) as (client, rec, root):
+        a_uri = open_doc(client, root, "pkg/a.py", version=7)
+        explained = await command(client, "glm.explain", {"uri": a_uri, "range": rng(0, 0, 0, 0)})
+        assert explained["text"] == EXPLAIN
+        assert explained["reasoning"] == [] and explained["turn"] == 1
+        assert set(explained["stats"]) >= {"promptTokens", "reusedTokens", "generatedTokens", "ttftMs"}
+        assert "".join(s["text"] for s in rec.stream if s["kind"] == "content") == EXPLAIN
+
+        rec.stream.clear()
+        rec.events.clear()
+        result = await command(client, "glm.refactor", {"uri": a_uri, "instruction": "rename foo to bar"})
+        rec.events.append("result")
+        assert result["applied"] is True, result
+        assert result["turn"] == 2
+        assert "failureReason" not in result
+        kinds = {(Path(c["uri"]).name, c["kind"]) for c in result["changes"]}
+        assert kinds == {("a.py", "modify"), ("b.py", "modify"), ("c.py", "create"), ("notes.txt", "rename"), ("old.py", "delete")}
+        # streamed reasoning and tool calls all came before the result, in order
+        assert rec.events[-1] == "result" and rec.events.count("applyEdit") == 1
+        assert rec.events.index("applyEdit") > rec.events.index("stream")
+        streamed = "".join(s["text"] for s in rec.stream if s["kind"] == "reasoning")
+        assert streamed.startswith("I should read a.py first.") and all(s["turn"] == 2 for s in rec.stream)
+        assert any(s["kind"] == "tool_call" and "read_file" in s["text"] for s in rec.stream)
+
+        # one applyEdit: delete, rename, create (+ its content), then modifies with versions
+        changes = rec.edits[0].document_changes
+        kinds_in_order = [type(c).__name__ for c in changes]
+        assert kinds_in_order == ["DeleteFile", "RenameFile", "CreateFile", "TextDocumentEdit", "TextDocumentEdit", "TextDocumentEdit"]
+        versions = {Path(c.text_document.uri).name: c.text_document.version for c in changes if isinstance(c, lsp.TextDocumentEdit)}
+        assert versions == {"c.py": None, "a.py": 7, "b.py": None}
+        assert (root / "pkg" / "a.py").read_text() == A_PY.replace("foo", "bar")
+        assert (root / "pkg" / "b.py").read_text() == B_PY.replace("foo", "bar")
+        assert (root / "pkg" / "c.py").read_text() == C_PY
+        assert (root / "docs" / "notes.txt").read_text() == NOTES
+        assert not (root / "pkg" / "old.py").exists() and not (root / "notes.txt").exists()
+
+        # progress: fresh token, begin ... one report per step ... end
+        (reports,) = [r for r in client.progress_reports.values() if r and r[0].title == "GLM: Refactor"]
+        messages = [getattr(r, "message", None) for r in reports]
+        assert "read_file pkg/a.py" in messages and "writing edits" in messages
+        assert reports[-1].kind == "end"
+
+        # undo restores every file (the client's buffer of a.py is stale, so close it first)
+        client.text_document_did_close(lsp.DidCloseTextDocumentParams(lsp.TextDocumentIdentifier(a_uri)))
+        undone = await command(client, "glm.undo", {})
+        assert undone["applied"] is True, undone
+        assert (root / "pkg" / "a.py").read_text() == A_PY
+        assert (root / "pkg" / "b.py").read_text() == B_PY
+        assert (root / "pkg" / "old.py").read_text() == OLD_PY
+        assert (root / "notes.txt").read_text() == NOTES
+        assert not (root / "pkg" / "c.py").exists() and not (root / "docs" / "notes.txt").exists()
+        again = await command(client, "glm.undo", {})
+        assert again["applied"] is False and again["failureReason"]
+
+    # a new server process on the same workspace sees the conversation
+    async with server(tmp_path, model, [], root=root) as (client, _rec, _root):
+        shown = await command(client, "glm.thinking.show", {})
+        assert [(t["turn"], t["command"]) for t in shown] == [(1, "glm.explain"), (2, "glm.refactor")]
+        assert shown[1]["reasoning"][0] == "I should read a.py first."
+        assert shown[1]["summary"].startswith("Renamed foo to bar")
+        assert (await command(client, "glm.thinking.show", {"limit": 1}))[0]["turn"] == 2
+        status = await command(client, "glm.status", {})
+        assert status["turns"] == 2 and status["busy"] is False and status["backend"] == "mlx"
+        reset = await command(client, "glm.thinking.reset", {})
+        assert reset["archived"]
+        assert await command(client, "glm.thinking.show", {}) == []
+
+
+async def test_declined_edit_writes_nothing(tmp_path: Path, model: Path) -> None:
+    replies = [
+        "Rename it.</think>"
+        + tool_call_text("edit_file", {"path": "pkg/b.py", "old_text": "foo(foo(x))", "new_text": "bar(bar(x))"}),
+        "Done.</think>Renamed the call.",
+    ]
+    async with server(tmp_path, model, replies, decline="the user rejected it") as (client, rec, root):
+        uri = (root / "pkg" / "b.py").as_uri()
+        result = await command(client, "glm.refactor", {"uri": uri, "instruction": "rename"})
+        assert result["applied"] is False
+        assert result["failureReason"] == "the user rejected it"
+        assert result["changes"] == [{"uri": uri, "kind": "modify"}]
+        assert len(rec.edits) == 1
+        assert (root / "pkg" / "b.py").read_text() == B_PY
