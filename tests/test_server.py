@@ -80,8 +80,14 @@ async def server(
     script.write_text(json.dumps(replies))
     config = ClientServerConfig(
         server_command=[
-            sys.executable, "-m", "glm_lsp.cli", "serve",
-            "--model", str(model), "--scripted-replies", str(script),
+            sys.executable,
+            "-m",
+            "glm_lsp.cli",
+            "serve",
+            "--model",
+            str(model),
+            "--scripted-replies",
+            str(script),
         ],
         server_env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
@@ -91,7 +97,11 @@ async def server(
 
     @client.feature("glm/stream")
     def on_stream(params: Any) -> None:
-        item = params if isinstance(params, dict) else {k: getattr(params, k) for k in ("turn", "kind", "text")}
+        item = (
+            params
+            if isinstance(params, dict)
+            else {k: getattr(params, k) for k in ("turn", "kind", "text")}
+        )
         rec.stream.append(item)
         rec.events.append("stream")
 
@@ -142,7 +152,9 @@ async def server(
 def command(client: LanguageClient, name: str, arg: Any = None):
     args = [] if arg is None else [arg]
     return asyncio.wait_for(
-        client.workspace_execute_command_async(lsp.ExecuteCommandParams(command=name, arguments=args)),
+        client.workspace_execute_command_async(
+            lsp.ExecuteCommandParams(command=name, arguments=args)
+        ),
         TIMEOUT,
     )
 
@@ -151,7 +163,9 @@ def open_doc(client: LanguageClient, root: Path, rel: str, version: int = 7) -> 
     uri = (root / rel).as_uri()
     client.text_document_did_open(
         lsp.DidOpenTextDocumentParams(
-            lsp.TextDocumentItem(uri=uri, language_id="python", version=version, text=(root / rel).read_text())
+            lsp.TextDocumentItem(
+                uri=uri, language_id="python", version=version, text=(root / rel).read_text()
+            )
         )
     )
     return uri
@@ -174,12 +188,18 @@ async def test_code_actions(tmp_path: Path, model: Path) -> None:
         uri = open_doc(client, root, "pkg/a.py")
         ctx = lsp.CodeActionContext(diagnostics=[])
         actions = await client.text_document_code_action_async(
-            lsp.CodeActionParams(lsp.TextDocumentIdentifier(uri), lsp.Range(lsp.Position(0, 0), lsp.Position(2, 0)), ctx)
+            lsp.CodeActionParams(
+                lsp.TextDocumentIdentifier(uri),
+                lsp.Range(lsp.Position(0, 0), lsp.Position(2, 0)),
+                ctx,
+            )
         )
         assert [a.title for a in actions] == ["GLM: Explain", "GLM: Refactor…"]
         assert actions[0].command.command == "glm.explain"
         assert actions[0].command.arguments[0]["uri"] == uri
-        diag = lsp.Diagnostic(range=lsp.Range(lsp.Position(1, 0), lsp.Position(1, 3)), message="bad")
+        diag = lsp.Diagnostic(
+            range=lsp.Range(lsp.Position(1, 0), lsp.Position(1, 3)), message="bad"
+        )
         actions = await client.text_document_code_action_async(
             lsp.CodeActionParams(
                 lsp.TextDocumentIdentifier(uri),
@@ -196,16 +216,26 @@ async def test_code_actions(tmp_path: Path, model: Path) -> None:
         assert widened["end"]["line"] == 7
 
 
-C_PY = '"""Helpers built on bar."""\nfrom pkg.a import bar\n\n\ndef quad(x):\n    return bar(bar(x))\n'
+C_PY = (
+    '"""Helpers built on bar."""\nfrom pkg.a import bar\n\n\ndef quad(x):\n    return bar(bar(x))\n'
+)
 EXPLAIN = "foo doubles its argument; Box.get calls it with 1."
 REFACTOR = [
     "I should read a.py first.</think>Reading a.py."
     + tool_call_text("read_file", {"path": "pkg/a.py"}),
     "foo is used in b.py too.</think>"
-    + tool_call_text("edit_file", {"path": "pkg/a.py", "old_text": "def foo(x):", "new_text": "def bar(x):"})
-    + tool_call_text("edit_file", {"path": "pkg/a.py", "old_text": "return foo(1)", "new_text": "return bar(1)"})
-    + tool_call_text("edit_file", {"path": "pkg/b.py", "old_text": "import foo", "new_text": "import bar"})
-    + tool_call_text("edit_file", {"path": "pkg/b.py", "old_text": "foo(foo(x))", "new_text": "bar(bar(x))"})
+    + tool_call_text(
+        "edit_file", {"path": "pkg/a.py", "old_text": "def foo(x):", "new_text": "def bar(x):"}
+    )
+    + tool_call_text(
+        "edit_file", {"path": "pkg/a.py", "old_text": "return foo(1)", "new_text": "return bar(1)"}
+    )
+    + tool_call_text(
+        "edit_file", {"path": "pkg/b.py", "old_text": "import foo", "new_text": "import bar"}
+    )
+    + tool_call_text(
+        "edit_file", {"path": "pkg/b.py", "old_text": "foo(foo(x))", "new_text": "bar(bar(x))"}
+    )
     + tool_call_text("write_file", {"path": "pkg/c.py", "content": C_PY})
     + tool_call_text("rename_file", {"path": "notes.txt", "new_path": "docs/notes.txt"})
     + tool_call_text("delete_file", {"path": "pkg/old.py"}),
@@ -213,36 +243,64 @@ REFACTOR = [
 ]
 
 
-async def test_explain_then_multi_file_refactor_undo_and_restart(tmp_path: Path, model: Path) -> None:
+async def test_explain_then_multi_file_refactor_undo_and_restart(
+    tmp_path: Path, model: Path
+) -> None:
     async with server(tmp_path, model, [EXPLAIN, *REFACTOR]) as (client, rec, root):
         a_uri = open_doc(client, root, "pkg/a.py", version=7)
         explained = await command(client, "glm.explain", {"uri": a_uri, "range": rng(0, 0, 0, 0)})
         assert explained["text"] == EXPLAIN
         assert explained["reasoning"] == [] and explained["turn"] == 1
-        assert set(explained["stats"]) >= {"promptTokens", "reusedTokens", "generatedTokens", "ttftMs"}
+        assert set(explained["stats"]) >= {
+            "promptTokens",
+            "reusedTokens",
+            "generatedTokens",
+            "ttftMs",
+        }
         assert "".join(s["text"] for s in rec.stream if s["kind"] == "content") == EXPLAIN
 
         rec.stream.clear()
         rec.events.clear()
-        result = await command(client, "glm.refactor", {"uri": a_uri, "instruction": "rename foo to bar"})
+        result = await command(
+            client, "glm.refactor", {"uri": a_uri, "instruction": "rename foo to bar"}
+        )
         rec.events.append("result")
         assert result["applied"] is True, result
         assert result["turn"] == 2
         assert "failureReason" not in result
         kinds = {(Path(c["uri"]).name, c["kind"]) for c in result["changes"]}
-        assert kinds == {("a.py", "modify"), ("b.py", "modify"), ("c.py", "create"), ("notes.txt", "rename"), ("old.py", "delete")}
+        assert kinds == {
+            ("a.py", "modify"),
+            ("b.py", "modify"),
+            ("c.py", "create"),
+            ("notes.txt", "rename"),
+            ("old.py", "delete"),
+        }
         # streamed reasoning and tool calls all came before the result, in order
         assert rec.events[-1] == "result" and rec.events.count("applyEdit") == 1
         assert rec.events.index("applyEdit") > rec.events.index("stream")
         streamed = "".join(s["text"] for s in rec.stream if s["kind"] == "reasoning")
-        assert streamed.startswith("I should read a.py first.") and all(s["turn"] == 2 for s in rec.stream)
+        assert streamed.startswith("I should read a.py first.") and all(
+            s["turn"] == 2 for s in rec.stream
+        )
         assert any(s["kind"] == "tool_call" and "read_file" in s["text"] for s in rec.stream)
 
         # one applyEdit: delete, rename, create (+ its content), then modifies with versions
         changes = rec.edits[0].document_changes
         kinds_in_order = [type(c).__name__ for c in changes]
-        assert kinds_in_order == ["DeleteFile", "RenameFile", "CreateFile", "TextDocumentEdit", "TextDocumentEdit", "TextDocumentEdit"]
-        versions = {Path(c.text_document.uri).name: c.text_document.version for c in changes if isinstance(c, lsp.TextDocumentEdit)}
+        assert kinds_in_order == [
+            "DeleteFile",
+            "RenameFile",
+            "CreateFile",
+            "TextDocumentEdit",
+            "TextDocumentEdit",
+            "TextDocumentEdit",
+        ]
+        versions = {
+            Path(c.text_document.uri).name: c.text_document.version
+            for c in changes
+            if isinstance(c, lsp.TextDocumentEdit)
+        }
         assert versions == {"c.py": None, "a.py": 7, "b.py": None}
         assert (root / "pkg" / "a.py").read_text() == A_PY.replace("foo", "bar")
         assert (root / "pkg" / "b.py").read_text() == B_PY.replace("foo", "bar")
@@ -251,13 +309,17 @@ async def test_explain_then_multi_file_refactor_undo_and_restart(tmp_path: Path,
         assert not (root / "pkg" / "old.py").exists() and not (root / "notes.txt").exists()
 
         # progress: fresh token, begin ... one report per step ... end
-        (reports,) = [r for r in client.progress_reports.values() if r and r[0].title == "GLM: Refactor"]
+        (reports,) = [
+            r for r in client.progress_reports.values() if r and r[0].title == "GLM: Refactor"
+        ]
         messages = [getattr(r, "message", None) for r in reports]
         assert "read_file pkg/a.py" in messages and "writing edits" in messages
         assert reports[-1].kind == "end"
 
         # undo restores every file (the client's buffer of a.py is stale, so close it first)
-        client.text_document_did_close(lsp.DidCloseTextDocumentParams(lsp.TextDocumentIdentifier(a_uri)))
+        client.text_document_did_close(
+            lsp.DidCloseTextDocumentParams(lsp.TextDocumentIdentifier(a_uri))
+        )
         undone = await command(client, "glm.undo", {})
         assert undone["applied"] is True, undone
         assert (root / "pkg" / "a.py").read_text() == A_PY
@@ -271,7 +333,10 @@ async def test_explain_then_multi_file_refactor_undo_and_restart(tmp_path: Path,
     # a new server process on the same workspace sees the conversation
     async with server(tmp_path, model, [], root=root) as (client, _rec, _root):
         shown = await command(client, "glm.thinking.show", {})
-        assert [(t["turn"], t["command"]) for t in shown] == [(1, "glm.explain"), (2, "glm.refactor")]
+        assert [(t["turn"], t["command"]) for t in shown] == [
+            (1, "glm.explain"),
+            (2, "glm.refactor"),
+        ]
         assert shown[1]["reasoning"][0] == "I should read a.py first."
         assert shown[1]["summary"].startswith("Renamed foo to bar")
         assert (await command(client, "glm.thinking.show", {"limit": 1}))[0]["turn"] == 2
@@ -285,10 +350,16 @@ async def test_explain_then_multi_file_refactor_undo_and_restart(tmp_path: Path,
 async def test_declined_edit_writes_nothing(tmp_path: Path, model: Path) -> None:
     replies = [
         "Rename it.</think>"
-        + tool_call_text("edit_file", {"path": "pkg/b.py", "old_text": "foo(foo(x))", "new_text": "bar(bar(x))"}),
+        + tool_call_text(
+            "edit_file", {"path": "pkg/b.py", "old_text": "foo(foo(x))", "new_text": "bar(bar(x))"}
+        ),
         "Done.</think>Renamed the call.",
     ]
-    async with server(tmp_path, model, replies, decline="the user rejected it") as (client, rec, root):
+    async with server(tmp_path, model, replies, decline="the user rejected it") as (
+        client,
+        rec,
+        root,
+    ):
         uri = (root / "pkg" / "b.py").as_uri()
         result = await command(client, "glm.refactor", {"uri": uri, "instruction": "rename"})
         assert result["applied"] is False
@@ -296,3 +367,128 @@ async def test_declined_edit_writes_nothing(tmp_path: Path, model: Path) -> None
         assert result["changes"] == [{"uri": uri, "kind": "modify"}]
         assert len(rec.edits) == 1
         assert (root / "pkg" / "b.py").read_text() == B_PY
+
+
+async def until(predicate, timeout: float = TIMEOUT) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, "timed out waiting"
+        await asyncio.sleep(0.02)
+
+
+def cancelled(exc: BaseException) -> bool:
+    return isinstance(exc, JsonRpcException) and exc.code == -32800
+
+
+async def test_cancel_queue_and_responsiveness(tmp_path: Path, model: Path) -> None:
+    long_reply = "word " * 4000  # thinking is off for explain: all of it streams as content
+    async with server(tmp_path, model, [long_reply]) as (client, rec, root):
+        uri = (root / "pkg" / "a.py").as_uri()
+        first = asyncio.ensure_future(command(client, "glm.explain", {"uri": uri}))
+        await until(lambda: rec.stream)
+        # the loop answers while the worker generates
+        started = asyncio.get_running_loop().time()
+        actions = await client.text_document_code_action_async(
+            lsp.CodeActionParams(
+                lsp.TextDocumentIdentifier(uri),
+                lsp.Range(lsp.Position(0, 0), lsp.Position(0, 0)),
+                lsp.CodeActionContext(diagnostics=[]),
+            )
+        )
+        assert actions and asyncio.get_running_loop().time() - started < 2 and not first.done()
+        second = asyncio.ensure_future(command(client, "glm.ask", {"question": "why?"}))
+        await until(
+            lambda: any(r and r[0].title == "GLM: Ask" for r in client.progress_reports.values())
+        )
+        (ask_progress,) = [
+            r for r in client.progress_reports.values() if r and r[0].title == "GLM: Ask"
+        ]
+        assert "waiting" in ask_progress[0].message
+        status = await command(client, "glm.status", {})
+        assert status["busy"] is True and status["queued"] == 1 and not first.done()
+
+        assert (await command(client, "glm.cancel", {}))["cancelled"] == 2
+        for task in (first, second):
+            with pytest.raises(JsonRpcException) as err:
+                await task
+            assert cancelled(err.value), err.value
+        assert (await command(client, "glm.status", {}))["busy"] is False
+
+        # $/cancelRequest of the executeCommand itself stops the generation
+        rec.stream.clear()
+        params = lsp.ExecuteCommandParams(command="glm.explain", arguments=[{"uri": uri}])
+        request = asyncio.ensure_future(
+            client.protocol.send_request_async(
+                lsp.WORKSPACE_EXECUTE_COMMAND, params, msg_id="cancel-me"
+            )
+        )
+        await until(lambda: rec.stream)
+        client.protocol.notify(lsp.CANCEL_REQUEST, lsp.CancelParams(id="cancel-me"))
+        with pytest.raises(JsonRpcException):
+            await asyncio.wait_for(request, TIMEOUT)
+        for _ in range(100):
+            if not (await command(client, "glm.status", {}))["busy"]:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            pytest.fail("generation kept running after $/cancelRequest")
+
+        # a progress cancel from the editor's progress UI
+        rec.stream.clear()
+        third = asyncio.ensure_future(command(client, "glm.explain", {"uri": uri}))
+        await until(lambda: rec.stream)
+        (token,) = [t for t, r in client.progress_reports.items() if r and r[-1].kind != "end"]
+        client.window_work_done_progress_cancel(lsp.WorkDoneProgressCancelParams(token=token))
+        with pytest.raises(JsonRpcException) as err:
+            await third
+        assert cancelled(err.value)
+
+        # cancelled requests leave no trace in the log
+        assert await command(client, "glm.thinking.show", {}) == []
+
+
+async def test_bad_arguments_and_settings(tmp_path: Path, model: Path) -> None:
+    async with server(tmp_path, model, [EXPLAIN], init_options={"glm": {"backend": "openai"}}) as (
+        client,
+        _rec,
+        root,
+    ):
+        uri = (root / "pkg" / "a.py").as_uri()
+        cases = [
+            ("glm.refactor", 42, "one object"),
+            ("glm.refactor", {"uri": uri}, "'instruction'"),
+            ("glm.refactor", {"uri": uri, "instruction": 3}, "'instruction'"),
+            ("glm.explain", {"uri": "file:///elsewhere/x.py"}, "'uri'"),
+            ("glm.explain", {}, "'uri'"),
+            ("glm.fix", {"uri": uri}, "'range'"),
+            ("glm.explain", {"uri": uri, "range": "all"}, "'range'"),
+            ("glm.ask", {"question": ""}, "'question'"),
+            ("glm.explain", {"uri": uri, "thinking": "maybe"}, "'thinking'"),
+            ("glm.thinking.show", {"limit": "x"}, "'limit'"),
+        ]
+        for name, arg, field in cases:
+            with pytest.raises(JsonRpcException) as err:
+                await command(client, name, arg)
+            assert field in err.value.message, (name, arg, err.value.message)
+        status = await command(client, "glm.status", {})
+        assert status["backend"] == "openai"  # from initializationOptions
+
+        client.workspace_did_change_configuration(
+            lsp.DidChangeConfigurationParams(settings={"glm": {"backend": "bogus"}})
+        )
+        await until(lambda: client.messages)
+        (message,) = client.messages
+        assert (
+            message.type == lsp.MessageType.Error
+            and "glm.backend" in message.message
+            and "mlx" in message.message
+        )
+        assert (await command(client, "glm.status", {}))["backend"] == "openai"  # old value kept
+
+        client.workspace_did_change_configuration(
+            lsp.DidChangeConfigurationParams(settings={"backend": "mlx"})
+        )
+        assert (await command(client, "glm.status", {}))["backend"] == "mlx"  # flat settings too
+        # the server still does real work after all that
+        assert (await command(client, "glm.explain", {"uri": uri}))["text"] == EXPLAIN
