@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, Union
 
 import pytest
-import pytest_lsp
 from lsprotocol import types as lsp
 from pygls.exceptions import JsonRpcException
 from pytest_lsp import ClientServerConfig, LanguageClient
@@ -61,7 +60,8 @@ def fix_code_action_decoding(client: LanguageClient) -> None:
         is_command = isinstance(obj.get("command"), str)
         return converter.structure(obj, lsp.Command if is_command else lsp.CodeAction)
 
-    converter.register_structure_hook(Union[lsp.Command, lsp.CodeAction], hook)
+    # typing.Union on purpose: the key must equal the one lsprotocol registered
+    converter.register_structure_hook(Union[lsp.Command, lsp.CodeAction], hook)  # noqa: UP007
 
 
 @contextlib.asynccontextmanager
