@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import pytest
 from lsprotocol import types as lsp
@@ -21,7 +21,7 @@ from pygls.exceptions import JsonRpcException
 from pytest_lsp import ClientServerConfig, LanguageClient
 
 from glm_lsp.glm.parse import tool_call_text
-from glm_lsp.server.client_edits import apply_workspace_edit
+from glm_lsp.server.client_edits import apply_workspace_edit, fix_code_action_decoding
 
 A_PY = 'def foo(x):\n    """Double x."""\n    return 2 * x\n\n\nclass Box:\n    def get(self):\n        return foo(1)\n'
 B_PY = "from pkg.a import foo\n\n\ndef twice(x):\n    return foo(foo(x))\n"
@@ -49,19 +49,6 @@ class Recorder:
         self.events: list[str] = []
         self.decline = decline
         self.edit_seen = asyncio.Event()
-
-
-def fix_code_action_decoding(client: LanguageClient) -> None:
-    """lsprotocol decodes any object with a "command" key as a Command, even a CodeAction whose
-    command is an object; real editors look at the type of that key, so the test does too."""
-    converter = client.protocol._converter
-
-    def hook(obj: Any, _type: Any) -> lsp.Command | lsp.CodeAction:
-        is_command = isinstance(obj.get("command"), str)
-        return converter.structure(obj, lsp.Command if is_command else lsp.CodeAction)
-
-    # typing.Union on purpose: the key must equal the one lsprotocol registered
-    converter.register_structure_hook(Union[lsp.Command, lsp.CodeAction], hook)  # noqa: UP007
 
 
 @contextlib.asynccontextmanager
@@ -92,7 +79,7 @@ async def server(
         server_env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     client = await config.start()
-    fix_code_action_decoding(client)
+    fix_code_action_decoding(client.protocol._converter)
     rec = Recorder(decline)
 
     @client.feature("glm/stream")

@@ -6,6 +6,7 @@ Applies `documentChanges` in order to files on disk; positions are UTF-16 code u
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Union
 
 from lsprotocol import types as lsp
 from pygls.uris import to_fs_path
@@ -67,3 +68,15 @@ def apply_workspace_edit(edit: lsp.WorkspaceEdit) -> tuple[bool, str | None]:
             edits = [e for e in change.edits if isinstance(e, lsp.TextEdit)]
             path.write_text(apply_text_edits(text, edits), encoding="utf-8")
     return True, None
+
+
+def fix_code_action_decoding(converter: Any) -> None:
+    """lsprotocol decodes any object with a "command" key as a Command, even a CodeAction whose
+    command is an object; editors look at the type of that key, and so do the demo and tests."""
+
+    def hook(obj: Any, _type: Any) -> lsp.Command | lsp.CodeAction:
+        is_command = isinstance(obj.get("command"), str)
+        return converter.structure(obj, lsp.Command if is_command else lsp.CodeAction)
+
+    # typing.Union on purpose: the key must equal the one lsprotocol registered
+    converter.register_structure_hook(Union[lsp.Command, lsp.CodeAction], hook)  # noqa: UP007
