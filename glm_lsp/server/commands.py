@@ -41,12 +41,11 @@ async def run_agent(ls: GlmServer, kind: str, args: tuple[Any, ...]) -> dict[str
     job.token = await progress.begin(
         f"waiting for the current request ({ls.worker.queued + 1} ahead)" if waiting else "starting"
     )
-    settings = ls.settings
     apply = ls.apply_from_worker(loop, job, folder, f"{TITLES[kind]}: {request.instruction}"[:120])
 
     def work() -> Outcome:
-        if ls.settings is not settings or folder.session is None:
-            relay.sink("progress", "loading the model" if folder.session is None else "starting")
+        if folder.session is None:  # the first request of a folder loads the model
+            relay.sink("progress", "loading the model")
         session = folder.ensure_session(ls.settings)
         job.turn = session.log.next_turn()
         return session.run(request, relay.sink, job.cancel, apply)
