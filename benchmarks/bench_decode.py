@@ -22,18 +22,22 @@ from glm_lsp.runtime.mlx import MLXModel
 from glm_lsp.tiny_model import ensure_tiny_model
 
 TOKENS = 128
-ROUNDS = 5
+ROUNDS = 3
 
 
 def _raw_tps(m: MLXModel, prompt: str) -> float:
     """mlx-lm's own generation_tps for the same prompt, sampler and length."""
-    last = None
-    for last in stream_generate(
-        m.model, m.tokenizer, prompt, max_tokens=TOKENS, sampler=make_sampler(0.7, 1.0),
-        prompt_cache=make_prompt_cache(m.model),
-    ):
-        pass
-    return last.generation_tps
+    responses = list(
+        stream_generate(
+            m.model,
+            m.tokenizer,
+            prompt,
+            max_tokens=TOKENS,
+            sampler=make_sampler(0.7, 1.0),
+            prompt_cache=make_prompt_cache(m.model),
+        )
+    )
+    return responses[-1].generation_tps
 
 
 def _ours_tps(m: MLXModel, prompt: str) -> float:
@@ -41,7 +45,9 @@ def _ours_tps(m: MLXModel, prompt: str) -> float:
     # Stop tokens end a completion early; keep sampling by treating none as stop for the measurement.
     stops, m.stop_text = m.stop_text, {}
     try:
-        c = conv.complete(CompletionRequest(prompt=prompt, max_tokens=TOKENS), lambda t: None, threading.Event())
+        c = conv.complete(
+            CompletionRequest(prompt=prompt, max_tokens=TOKENS), lambda t: None, threading.Event()
+        )
     finally:
         m.stop_text = stops
     return c.stats.decodeTps
@@ -65,8 +71,10 @@ def run() -> dict[str, float]:
     medium = measure(ensure_tiny_model(cache, hidden=1024, layers=8))
     for name, res in (("tiny", tiny), ("medium (--hidden 1024 --layers 8)", medium)):
         verdict = "PASS" if res["ratio"] >= 0.95 else "MISS"
-        print(f"{name:36} raw {res['raw_tps']:8.1f} tok/s  glm-lsp {res['glm_lsp_tps']:8.1f} tok/s  "
-              f"ratio {res['ratio']:.3f}  (target >= 0.95) {verdict}")
+        print(
+            f"{name:36} raw {res['raw_tps']:8.1f} tok/s  glm-lsp {res['glm_lsp_tps']:8.1f} tok/s  "
+            f"ratio {res['ratio']:.3f}  (target >= 0.95) {verdict}"
+        )
     return {"decode_ratio_tiny": tiny["ratio"], "decode_ratio_medium": medium["ratio"]}
 
 
