@@ -11,7 +11,7 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +49,8 @@ class Recorder:
         self.events: list[str] = []
         self.decline = decline
         self.edit_seen = asyncio.Event()
+        # Tests that play the user mid-edit return their own answer here (None: apply as usual).
+        self.hook: Callable[[lsp.WorkspaceEdit], lsp.ApplyWorkspaceEditResult | None] | None = None
 
 
 @contextlib.asynccontextmanager
@@ -61,6 +63,9 @@ async def server(
     decline: str | None = None,
     init_options: dict[str, Any] | None = None,
     progress: bool = True,
+    folders: list[Path] | None = None,
+    setup: Callable[[LanguageClient], None] | None = None,
+    watched_dynamic: bool = False,
 ) -> AsyncIterator[tuple[LanguageClient, Recorder, Path]]:
     root = root or workspace(tmp)
     script = tmp / f"replies-{len(list(tmp.glob('replies-*')))}.json"
@@ -97,6 +102,9 @@ async def server(
         rec.edits.append(params.edit)
         rec.events.append("applyEdit")
         rec.edit_seen.set()
+        answer = rec.hook(params.edit) if rec.hook else None
+        if answer is not None:
+            return answer
         if rec.decline:
             return lsp.ApplyWorkspaceEditResult(applied=False, failure_reason=rec.decline)
         applied, reason = apply_workspace_edit(params.edit)
@@ -114,14 +122,21 @@ async def server(
                     lsp.ResourceOperationKind.Delete,
                 ],
             ),
+            did_change_watched_files=lsp.DidChangeWatchedFilesClientCapabilities(
+                dynamic_registration=watched_dynamic
+            ),
         ),
     )
+    if setup is not None:
+        setup(client)
     await asyncio.wait_for(
         client.initialize_session(
             lsp.InitializeParams(
                 capabilities=caps,
                 root_uri=root.as_uri(),
-                workspace_folders=[lsp.WorkspaceFolder(uri=root.as_uri(), name="ws")],
+                workspace_folders=[
+                    lsp.WorkspaceFolder(uri=f.as_uri(), name=f.name) for f in (folders or [root])
+                ],
                 initialization_options=init_options,
             )
         ),

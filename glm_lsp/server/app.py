@@ -19,6 +19,7 @@ from glm_lsp.agent.edits import ChangeSet, check_unchanged
 from glm_lsp.agent.session import Session
 from glm_lsp.config import Settings, SettingsError
 from glm_lsp.runtime.factory import make_backend
+from glm_lsp.server.edit_store import EditStore, StoredEdit
 from glm_lsp.server.jobs import Job, Worker
 from glm_lsp.server.lsp_edits import stale_open_docs, to_document_changes
 from glm_lsp.workspace import WorkspaceIndex, WorkspaceWatcher
@@ -61,7 +62,7 @@ class Folder:
         self.watcher: WorkspaceWatcher | None = None
         self.session: Session | None = None
         self.session_settings: Settings | None = None
-        self.last_applied: ChangeSet | None = None
+        self._edits: EditStore | None = None
         self.last_stats: dict[str, Any] | None = None
 
     def rel(self, path: Path) -> str | None:
@@ -96,6 +97,14 @@ class Folder:
             return opened[0]
         path = self.root / rel
         return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else None
+
+    @property
+    def edits(self) -> EditStore:
+        """The last applied and declined edits, loaded from the state dir on first use."""
+        state = self.server.settings.state_dir(self.root)
+        if self._edits is None or self._edits.path.parent != state:
+            self._edits = EditStore(state)
+        return self._edits
 
     def ensure_session(self, settings: Settings) -> Session:
         """Called on the worker thread: scanning and loading a model take time."""
@@ -145,6 +154,7 @@ class GlmServer(LanguageServer):
         self.folders: dict[Path, Folder] = {}
         self.worker = Worker()
         self.pending_messages: list[str] = []
+        self.watch_registration: asyncio.Future[None] | None = None  # kept so it is not collected
 
     # -- settings ------------------------------------------------------------------------------
     def update_settings(self, raw: Any) -> str | None:
@@ -214,7 +224,10 @@ class GlmServer(LanguageServer):
             | set(stale_open_docs(change_set, folder.open_doc))
         )
         if stale:
-            return False, f"changed since the agent read them: {', '.join(stale)}"
+            return False, (
+                f"changed since the agent read them: {', '.join(stale)}; "
+                "glm.retry merges the edit onto the current text"
+            )
         changes = to_document_changes(folder.client_root, change_set, folder.open_doc)
         result = await self.workspace_apply_edit_async(
             lsp.ApplyWorkspaceEditParams(
@@ -243,8 +256,11 @@ class GlmServer(LanguageServer):
                     if job.cancel.is_set():
                         future.cancel()
                         raise Cancelled() from None
+            stored = StoredEdit(change_set, label, job.turn)
             if applied:
-                folder.last_applied = change_set
+                folder.edits.set(applied=stored, declined=None)
+            else:  # kept for glm.retry; the previous applied edit stays undoable
+                folder.edits.set(applied=folder.edits.applied, declined=stored)
             return applied, reason
 
         return apply

@@ -13,7 +13,6 @@ from glm_lsp.memory.thinking_log import ThinkingLog
 from glm_lsp.runtime.base import BackendError, Cancelled
 from glm_lsp.server.app import Folder, GlmServer
 from glm_lsp.server.jobs import Job, Progress, StreamRelay
-from glm_lsp.server.lsp_edits import inverse, undo_problems
 from glm_lsp.server.requests import bad, build_request, limit_field, one_object, resolve_uri
 
 BACKEND_ERROR = -32001
@@ -152,23 +151,3 @@ async def thinking_reset(ls: GlmServer, args: tuple[Any, ...]) -> dict[str, Any]
         job, lambda: folder.session.reset() if folder.session else log_of(ls, folder).archive()
     )
     return {"archived": archived}
-
-
-async def undo(ls: GlmServer, args: tuple[Any, ...]) -> dict[str, Any]:
-    obj = one_object("glm.undo", args)
-    folder = folder_of(ls, "glm.undo", obj)
-    done = folder.last_applied
-    if done is None:
-        return {"applied": False, "changes": [], "failureReason": "nothing to undo"}
-    problems = undo_problems(folder.root, done, folder.open_doc)
-    if problems:
-        reason = "not undone: " + "; ".join(problems)
-        return {"applied": False, "changes": [], "failureReason": reason}
-    revert = inverse(done)
-    applied, reason = await ls.send_edit(folder, revert, "GLM: Undo")
-    if applied:
-        folder.last_applied = None
-    reply: dict[str, Any] = {"applied": applied, "changes": changes_of(folder, revert)}
-    if not applied:
-        reply["failureReason"] = reason
-    return reply

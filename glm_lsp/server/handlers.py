@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import uuid
 from pathlib import Path
 from typing import Any
 
 from lsprotocol import types as lsp
 from pygls.uris import to_fs_path
 
-from glm_lsp.server import commands
+from glm_lsp.server import commands, edit_commands
 from glm_lsp.server.app import GlmServer
 from glm_lsp.server.requests import widen
 
+log = logging.getLogger(__name__)
 EXPLAIN_KIND = "source.glm.explain"
 ACTION_KINDS = [lsp.CodeActionKind.QuickFix, lsp.CodeActionKind.RefactorRewrite, EXPLAIN_KIND]
 
@@ -28,6 +32,8 @@ def register(server: GlmServer) -> None:
         for message in ls.pending_messages:
             ls.show_error(message)
         ls.pending_messages.clear()
+        if _can_register_watchers(ls):
+            ls.watch_registration = asyncio.ensure_future(_register_watchers(ls))
 
     @server.feature(lsp.WORKSPACE_DID_CHANGE_CONFIGURATION)
     def did_change_configuration(ls: GlmServer, params: lsp.DidChangeConfigurationParams) -> None:
@@ -66,9 +72,33 @@ def register(server: GlmServer) -> None:
         "glm.status": commands.status,
         "glm.thinking.show": commands.thinking_show,
         "glm.thinking.reset": commands.thinking_reset,
-        "glm.undo": commands.undo,
+        "glm.undo": edit_commands.undo,
+        "glm.retry": edit_commands.retry,
     }.items():
         server.command(name)(_plain_command(fn))
+
+
+def _can_register_watchers(ls: GlmServer) -> bool:
+    caps = ls.client_capabilities
+    watched = caps and caps.workspace and caps.workspace.did_change_watched_files
+    return bool(watched and watched.dynamic_registration)
+
+
+async def _register_watchers(ls: GlmServer) -> None:
+    """Ask the client for file events too: it sees saves our watcher may coalesce or miss
+    (network drives, editors writing through temp files); both feed the same debounced index."""
+    options = lsp.DidChangeWatchedFilesRegistrationOptions(
+        watchers=[lsp.FileSystemWatcher(glob_pattern="**/*")]
+    )
+    registration = lsp.Registration(
+        id=str(uuid.uuid4()),
+        method=lsp.WORKSPACE_DID_CHANGE_WATCHED_FILES,
+        register_options=options,
+    )
+    try:
+        await ls.client_register_capability_async(lsp.RegistrationParams([registration]))
+    except Exception as exc:  # the client may refuse; our own watcher still runs
+        log.info("client refused didChangeWatchedFiles registration: %s", exc)
 
 
 def _agent_command(kind: str):

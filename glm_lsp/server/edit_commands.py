@@ -1,0 +1,68 @@
+"""glm.undo and glm.retry: the last applied edit reverted, the last declined one sent again.
+
+Both survive a restart (EditStore) and both check the files first: undo only reverts files that
+still hold what the edit produced; retry merges the edit onto what the files hold now.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from glm_lsp.agent.rebase import rebase
+from glm_lsp.server.app import GlmServer
+from glm_lsp.server.commands import changes_of, folder_of
+from glm_lsp.server.edit_store import StoredEdit
+from glm_lsp.server.lsp_edits import current_text, inverse, undo_problems
+from glm_lsp.server.requests import one_object
+
+
+def _refused(reason: str) -> dict[str, Any]:
+    return {"applied": False, "changes": [], "failureReason": reason}
+
+
+async def undo(ls: GlmServer, args: tuple[Any, ...]) -> dict[str, Any]:
+    obj = one_object("glm.undo", args)
+    folder = folder_of(ls, "glm.undo", obj)
+    store = folder.edits
+    done = store.applied
+    if done is None:
+        return _refused("nothing to undo")
+    problems = undo_problems(folder.root, done.change_set, folder.open_doc)
+    if problems:
+        return _refused("not undone: " + "; ".join(problems))
+    revert = inverse(done.change_set)
+    applied, reason = await ls.send_edit(folder, revert, "GLM: Undo")
+    if applied:
+        store.set(applied=None, declined=store.declined)
+    reply: dict[str, Any] = {"applied": applied, "changes": changes_of(folder, revert)}
+    if not applied:
+        reply["failureReason"] = reason
+    return reply
+
+
+async def retry(ls: GlmServer, args: tuple[Any, ...]) -> dict[str, Any]:
+    obj = one_object("glm.retry", args)
+    folder = folder_of(ls, "glm.retry", obj)
+    store = folder.edits
+    declined = store.declined
+    if declined is None:
+        return _refused("no declined edit to retry")
+    rebased, problems = rebase(
+        declined.change_set, lambda rel: current_text(folder.root, rel, folder.open_doc)
+    )
+    if problems:
+        return _refused("not retried: " + "; ".join(problems) + "; run the request again")
+    applied, reason = await ls.send_edit(folder, rebased, declined.label)
+    reply: dict[str, Any] = {
+        "applied": applied,
+        "changes": changes_of(folder, rebased),
+        "turn": declined.turn,
+    }
+    if applied:
+        store.set(applied=StoredEdit(rebased, declined.label, declined.turn), declined=None)
+    else:
+        store.set(
+            applied=store.applied, declined=StoredEdit(rebased, declined.label, declined.turn)
+        )
+        reply["failureReason"] = reason
+    return reply

@@ -1,0 +1,77 @@
+"""The last applied and the last declined edit of a workspace, kept in the state dir.
+
+`glm.undo` and `glm.retry` must still work after the daemon restarts, so both change sets live
+in `<stateDir>/edits.json` (private, replaced atomically), not only in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from glm_lsp.agent.edits import ChangeSet, FileChange
+from glm_lsp.memory.thinking_log import prepare_state_dir
+
+log = logging.getLogger(__name__)
+FILE = "edits.json"
+
+
+@dataclass
+class StoredEdit:
+    change_set: ChangeSet
+    label: str
+    turn: int | None
+
+
+def _encode(edit: StoredEdit | None) -> dict[str, Any] | None:
+    if edit is None:
+        return None
+    changes = [asdict(c) for c in edit.change_set.changes]
+    return {"label": edit.label, "turn": edit.turn, "changes": changes}
+
+
+def _decode(raw: Any) -> StoredEdit | None:
+    if raw is None:
+        return None
+    changes = [FileChange(**c) for c in raw["changes"]]
+    return StoredEdit(ChangeSet(changes), str(raw.get("label", "")), raw.get("turn"))
+
+
+class EditStore:
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / FILE
+        self.applied: StoredEdit | None = None
+        self.declined: StoredEdit | None = None
+        self._load()
+
+    def _load(self) -> None:
+        if not self.path.exists():
+            return
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            self.applied = _decode(data.get("applied"))
+            self.declined = _decode(data.get("declined"))
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            # A torn or foreign file only costs undo/retry of one old edit; say so and go on.
+            log.warning("ignoring %s (%s): undo and retry start empty", self.path, exc)
+            self.applied = self.declined = None
+
+    def set(self, *, applied: StoredEdit | None, declined: StoredEdit | None) -> None:
+        self.applied, self.declined = applied, declined
+        data = {"v": 1, "applied": _encode(applied), "declined": _encode(declined)}
+        prepare_state_dir(self.path.parent)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".edits.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:  # mkstemp files are mode 0600
+                json.dump(data, f, ensure_ascii=False)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
