@@ -178,8 +178,29 @@ def check_unchanged(root: Path, change_set: ChangeSet) -> list[str]:
     return stale
 
 
-def apply_to_disk(root: Path, change_set: ChangeSet) -> None:
-    """Write a change set (CLI --apply): deletes, renames, then contents; each file atomically."""
+def confinement_problems(
+    root: Path, change_set: ChangeSet, state_dir: Path | None = None
+) -> list[str]:
+    """Paths of a change set that no longer resolve to the same place inside the workspace (a
+    symlink or hard link made after the agent looked), or that point into .git or the state dir."""
+    ws = Workspace(root, state_dir or root / ".glm-lsp")
+    problems = []
+    for c in change_set.changes:
+        for path in dict.fromkeys(p for p in (c.old_path, c.path) if p):
+            try:
+                if ws.rel(path, writing=True) != path:
+                    problems.append(f"'{path}' now resolves elsewhere (a symbolic link appeared)")
+            except ToolError as exc:
+                problems.append(str(exc))
+    return problems
+
+
+def apply_to_disk(root: Path, change_set: ChangeSet, state_dir: Path | None = None) -> None:
+    """Write a change set (CLI --apply): deletes, renames, then contents; each file atomically.
+    Every path is checked again first, so nothing is written when any of them would escape."""
+    problems = confinement_problems(root, change_set, state_dir)
+    if problems:
+        raise ToolError("not applied: " + "; ".join(problems))
     for c in change_set.changes:
         if c.kind == "delete":
             (root / c.path).unlink(missing_ok=True)

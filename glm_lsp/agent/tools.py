@@ -11,8 +11,9 @@ from collections.abc import Callable
 from typing import Any
 
 from glm_lsp.agent.edits import Overlay
-from glm_lsp.agent.files import ToolError, Workspace, digest
+from glm_lsp.agent.files import ToolError, Workspace, digest, shown
 from glm_lsp.workspace import WorkspaceIndex, format_outline
+from glm_lsp.workspace.ignore import compile_glob
 
 MAX_LINES = 2000
 MAX_CHARS = 60_000
@@ -50,6 +51,8 @@ class ToolBox:
             return f"Error: bad arguments for {name}: {exc}"
         except (ValueError, OSError) as exc:
             return f"Error: {name} failed: {exc}"
+        except Exception as exc:  # a model must never end the request by what it asks for
+            return f"Error: {name} failed ({type(exc).__name__}): {shown(str(exc))}"
 
     # -- reading -----------------------------------------------------------------------------
     def _text(self, path: str) -> tuple[str, str]:
@@ -77,41 +80,51 @@ class ToolBox:
             return text
         if first > last:
             return f"'{rel}' has {len(lines)} lines; lines {first}-{last} are empty"
-        shown, chars, stop = [], 0, last
+        lines_shown, chars, stop = [], 0, last
         for number in range(first, last + 1):
             line = lines[number - 1]
             if number - first >= MAX_LINES or chars + len(line) > MAX_CHARS:
                 stop = number - 1
                 break
-            shown.append(line)
+            lines_shown.append(line)
             chars += len(line)
+        if stop < first:  # one line longer than MAX_CHARS: show its start rather than nothing
+            line = lines[first - 1]
+            head = (
+                f"[line {first} of {len(lines)} in {rel}: first {MAX_CHARS} of {len(line)} chars]\n"
+            )
+            return _truncate_note(head + line[:MAX_CHARS], "the rest of this line is not shown")
         header = f"[lines {first}-{stop} of {len(lines)} in {rel}]\n"
-        body = header + "".join(shown)
+        body = header + "".join(lines_shown)
         if stop < last:
             return _truncate_note(body, f"read lines {stop + 1}-{last} with start_line/end_line")
         return body
 
     def list_files(self, path: str | None = None, glob: str | None = None) -> str:
         base = None if path in (None, "", ".") else self.ws.rel(path)
+        if glob is not None and not isinstance(glob, str):
+            raise ToolError(f"glob must be a string like '*.py', not {shown(repr(glob))}")
+        glob = glob or None
         files = set(self.index.list_files(base, glob)) - self.overlay.removed_paths()
-        prefix = "" if base is None else base.rstrip("/") + "/"
+        prefix = "" if base in (None, ".") else base.rstrip("/") + "/"
         for created in self.overlay.created_paths():
-            if created.startswith(prefix) and self._glob_ok(created, glob):
+            if created.startswith(prefix) and self._glob_ok(created, prefix, glob):
                 files.add(created)
         listing = sorted(files)
         if not listing:
             return "no files match"
         if len(listing) > MAX_LIST:
-            shown = "\n".join(listing[:MAX_LIST])
-            return _truncate_note(shown, f"{len(listing)} files; narrow with path or glob")
+            first = "\n".join(listing[:MAX_LIST])
+            return _truncate_note(first, f"{len(listing)} files; narrow with path or glob")
         return "\n".join(listing)
 
-    def _glob_ok(self, rel: str, glob: str | None) -> bool:
+    @staticmethod
+    def _glob_ok(rel: str, prefix: str, glob: str | None) -> bool:
+        """The index's glob rules (WorkspaceIndex.list_files), so pending files list the same."""
         if not glob:
             return True
-        from pathlib import PurePosixPath
-
-        return PurePosixPath(rel).match(glob)
+        match = compile_glob(glob)
+        return match(rel) or bool(prefix and match(rel[len(prefix) :]))
 
     def search(self, pattern: str, path: str | None = None, regex: bool = False) -> str:
         base = None if path in (None, "", ".") else self.ws.rel(path)

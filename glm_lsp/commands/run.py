@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 from glm_lsp.agent.edits import ChangeSet, apply_to_disk, check_unchanged
+from glm_lsp.agent.files import ToolError
 from glm_lsp.agent.prompts import AgentRequest
 from glm_lsp.agent.session import Session
 from glm_lsp.config import Settings
@@ -85,7 +86,10 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
                 False,
                 f"not applied: changed on disk since the agent read them: {', '.join(stale)}",
             )
-        apply_to_disk(root, changes)
+        try:
+            apply_to_disk(root, changes, session.state_dir)
+        except ToolError as exc:  # a path would now land outside the workspace: write nothing
+            return False, str(exc)
         return True, None
 
     cancel = threading.Event()
