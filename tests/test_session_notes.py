@@ -7,6 +7,7 @@ import shutil
 import threading
 from pathlib import Path
 
+from glm_lsp.agent.edits import ChangeSet, apply_to_disk
 from glm_lsp.agent.prompts import AgentRequest
 from glm_lsp.agent.session import Session
 from glm_lsp.config import Settings
@@ -63,3 +64,31 @@ def test_compaction_drops_whole_oldest_requests_from_the_prompt_not_the_log(
     assert [r["turn"] for r in records] == [1, 2, 3]  # the log keeps everything
     assert records[2]["compacted"]["droppedTurns"][0] == 1
     assert records[2]["stats"]["promptTokens"] + 64 <= 2600
+
+
+def test_own_applied_edits_are_not_reported_as_changes(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    edit = tool_call_text(
+        "edit_file", {"path": "pkg/a.py", "old_text": "def foo", "new_text": "def bar"}
+    )
+    replies = ["Rename it.</think>" + edit, "Done.</think>Renamed.", "Noted."]
+    session = _session(tmp_path, tiny_model_dir, replies)
+
+    def apply(change_set: ChangeSet) -> tuple[bool, str | None]:
+        apply_to_disk(session.root, change_set)  # as the editor would
+        return True, None
+
+    session.run(
+        AgentRequest(kind="refactor", instruction="rename foo"),
+        lambda k, t: None,
+        threading.Event(),
+        apply,
+    )
+    session.index.apply_change("modified", "pkg/a.py")  # what the watcher reports for our edit
+    (session.root / "user.py").write_text("Y = 2\n")
+    session.index.apply_change("created", "user.py")
+    _ask(session, "Anything new?")
+    user = session.log.records()[1]["messages"][0]["content"]
+    assert "- created user.py" in user
+    assert "pkg/a.py" not in user  # neither "modified" nor "re-read before editing"

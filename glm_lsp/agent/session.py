@@ -69,6 +69,7 @@ class Session:
         self.index = index
         self.buffers = buffers
         self.last_generation = index.generation
+        self.own_writes: dict[str, str | None] = {}  # path -> digest our applied edit left there
         self.lock = threading.Lock()
 
     # -- conversation ------------------------------------------------------------------------
@@ -92,8 +93,22 @@ class Session:
         return sorted(stale)
 
     def _changed_since_last(self) -> list[str]:
+        """Changes since the previous request, minus the ones its own applied edit made: the
+        model knows those, and calling them news would read as the user touching its work."""
         changes = self.index.changes_since(self.last_generation)
-        return [f"{c.kind} {c.path}" for c in changes][:100]
+        ws = Workspace(self.root, self.state_dir, self.buffers)
+        notes = []
+        for c in changes:
+            if c.path in self.own_writes:
+                try:
+                    now = digest(ws.read_base(c.path))
+                except ToolError:
+                    now = None
+                if now == self.own_writes[c.path]:
+                    continue
+            notes.append(f"{c.kind} {c.path}")
+        self.own_writes = {}
+        return notes[:100]
 
     def run(
         self,
@@ -136,6 +151,7 @@ class Session:
             applied, reason = apply(result.changes)
         reads = dict(result.reads)
         if applied:  # our own edits are not news to the model next time
+            self.own_writes = self.written_by(result.changes)
             for change in result.changes.changes:
                 reads.pop(change.old_path or "", None)
                 if change.after is not None and change.path in reads:
@@ -160,6 +176,15 @@ class Session:
         if self.settings.persistKvCache:
             self.backend.save()
         return Outcome(result, turn, thinking, applied, reason)
+
+    @staticmethod
+    def written_by(change_set: ChangeSet) -> dict[str, str | None]:
+        out: dict[str, str | None] = {}
+        for c in change_set.changes:
+            if c.old_path and c.old_path != c.path:
+                out[c.old_path] = None  # renamed or deleted away
+            out[c.path] = digest(c.after)
+        return out
 
     def reset(self) -> str | None:
         with self.lock:
