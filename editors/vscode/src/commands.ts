@@ -38,6 +38,7 @@ export class GlmCommands {
       'glm-lsp.showThinking': () => this.showThinking(),
       'glm-lsp.status': () => this.showStatus(),
       'glm-lsp.undo': () => this.undo(),
+      'glm-lsp.retry': () => this.run('glm.retry', {}),
       'glm-lsp.resetThinking': () => this.resetThinking(),
       'glm-lsp.showOutput': () => this.out.show(false),
     };
@@ -181,10 +182,12 @@ export class GlmCommands {
     this.status.recordStats(result.stats);
     this.out.write(editReport(command, result));
     const msg = editMessage(result);
-    const actions = result.applied && result.changes?.length ? ['Undo', 'Show Output'] : ['Show Output'];
+    // A declined or stale edit is kept by the server: offer to send it again (merged onto the files now).
+    const actions = result.applied ? (result.changes?.length ? ['Undo', 'Show Output'] : ['Show Output']) : result.changes?.length ? ['Retry', 'Show Output'] : ['Show Output'];
     const shown = msg.ok ? vscode.window.showInformationMessage(msg.text, ...actions) : vscode.window.showWarningMessage(msg.text, ...actions);
     void shown.then((pick) => {
       if (pick === 'Undo') void this.undo();
+      if (pick === 'Retry') void this.run('glm.retry', {});
       if (pick === 'Show Output') this.out.show(false);
     });
   }

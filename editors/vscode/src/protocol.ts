@@ -95,4 +95,4 @@ export const STREAM_METHOD = 'glm/stream';
 
 /** Server commands whose results the client presents to the user. */
 export const ANSWER_COMMANDS = new Set(['glm.explain', 'glm.ask']);
-export const EDIT_COMMANDS = new Set(['glm.refactor', 'glm.fix']);
+export const EDIT_COMMANDS = new Set(['glm.refactor', 'glm.fix', 'glm.retry']);
