@@ -89,12 +89,14 @@ def test_only_never_processed_tokens_are_prefilled(model: MLXModel, tmp_path: Pa
     scripted = ScriptedReplies([text for _, _, text in steps])
     conv = model.conversation(state_dir=tmp_path, persist=True, scripted=scripted)
     processed = ""  # every token the model has seen so far, as text: prompts, completions, stops
+    prompt_total = reused_total = 0
     for i, (_thinking, prompt, text) in enumerate(steps):
         pieces: list[str] = []
         completion = conv.complete(
             CompletionRequest(prompt=prompt), pieces.append, threading.Event()
         )
         s = completion.stats
+        prompt_total, reused_total = prompt_total + s.promptTokens, reused_total + s.reusedTokens
         assert completion.text == text == "".join(pieces)
         if i == 0:
             assert (s.reusedTokens, s.prefilledTokens) == (0, len(model.encode(prompt)))
@@ -106,6 +108,10 @@ def test_only_never_processed_tokens_are_prefilled(model: MLXModel, tmp_path: Pa
         stop = "<|observation|>" if text.endswith("</tool_call>") else "<|user|>"
         processed = prompt + text + stop
         assert s.generatedTokens == len(model.encode(text)) + 1
+    # the figure for the closing note (pytest -s): prompt tokens the KV cache saved from prefill
+    print(
+        f"\nprefill saved: {reused_total} of {prompt_total} prompt tokens over {len(steps)} completions"
+    )
     conv.save()
     assert (tmp_path / "kv-cache.safetensors").stat().st_mode & 0o777 == 0o600
 
@@ -188,6 +194,7 @@ def test_kv_bits_8_shrinks_the_cache(model: MLXModel) -> None:
             CompletionRequest(prompt=prompt + "x", max_tokens=5), lambda t: None, threading.Event()
         )
         assert free.stats.generatedTokens >= 1
+    print(f"\nkvBits=8 KV bytes: {sizes[8]} vs {sizes[None]} = {sizes[8] / sizes[None]:.3f}")
     assert sizes[8] <= 0.55 * sizes[None], sizes
 
 
