@@ -402,7 +402,7 @@ def test_thinking_lists_the_turns(tmp_path: Path, model: Path) -> None:
   R.thinking = lines(d.result.buf)
   R.thinking_shown = vim.fn.bufwinid(d.result.buf) ~= -1
 """
-    seen, _root = run_nvim(tmp_path, model, replies, body, settings={"thinking": "enabled"})
+    seen, root = run_nvim(tmp_path, model, replies, body, settings={"thinking": "enabled"})
     assert seen["first"]["result"]["text"] == "They double x."
     assert seen["second"]["result"]["text"] == "twice applies foo two times."
     assert seen["command"] == "glm.thinking.show" and seen["thinking_shown"] is True
@@ -418,6 +418,11 @@ def test_thinking_lists_the_turns(tmp_path: Path, model: Path) -> None:
     assert "Lines 2-3 are the docstring and the body." in text
     assert "b.py builds on a.py." in text
     assert text.index("Lines 2-3") < text.index("b.py builds on a.py.")
+    assert "Summary: They double x." in doc and "Summary: twice applies foo two times." in doc
+    # `:2,3GlmExplain` sent lines 2-3 as the selection
+    first = json.loads((root / ".glm-lsp" / "thinking.jsonl").read_text().splitlines()[0])
+    prompt = first["messages"][0]["content"]
+    assert "(lines 2-3)" in prompt and '"""Double x."""\n    return 2 * x\n```' in prompt
 
 
 def test_checkhealth_help_and_ranges(tmp_path: Path, model: Path) -> None:
@@ -499,3 +504,53 @@ def test_fix_sends_the_diagnostics_of_the_cursor_line(tmp_path: Path, model: Pat
     prompt = record["messages"][0]["content"]
     assert "line 8: foo is slow here (lint)" in prompt and "unrelated" not in prompt
     assert "return foo(1)" in prompt
+
+
+M_PY = "def area(w, h):\n    return w * h\n"
+SECOND = [
+    "Rename the parameters.</think>"
+    + tool_call_text(
+        "edit_file",
+        {
+            "path": "m.py",
+            "old_text": "def area(w, h):\n    return w * h",
+            "new_text": "def area(width, height):\n    return width * height",
+        },
+    ),
+    "Done.</think>Spelled out the parameter names.",
+]
+
+
+def test_code_action_refactor_in_a_second_project(tmp_path: Path, model: Path) -> None:
+    other = tmp_path / "other"
+    (other / ".git").mkdir(parents=True)
+    (other / "m.py").write_text(M_PY)
+    body = f"""
+  local a = open('pkg/a.py')
+  local m = open([==[{other / "m.py"}]==])
+  R.clients = #vim.lsp.get_clients({{ name = 'glm_lsp' }})
+  R.folders = vim.tbl_map(function(f) return vim.uri_to_fname(f.uri) end, client_of(m).workspace_folders)
+  -- `GLM: Refactor…` carries no instruction: the plugin asks for it
+  vim.ui.input = function(opts, on_confirm)
+    R.prompt = opts.prompt
+    on_confirm('spell out the parameter names')
+  end
+  vim.api.nvim_win_set_cursor(0, {{ 1, 0 }})
+  vim.lsp.buf.code_action({{
+    apply = true,
+    filter = function(action) return action.title == 'GLM: Refactor…' end,
+  }})
+  local d = done(1)
+  R.result, R.err = d.result, d.err
+  R.m_lines = lines(m)
+"""
+    seen, root = run_nvim(tmp_path, model, SECOND, body)
+    # one server for both projects: the second joined as a workspace folder
+    assert seen["clients"] == 1
+    assert seen["folders"] == [str(root), str(other)]
+    assert seen["prompt"] == "GLM refactor: "
+    assert seen.get("err") is None, seen["err"]
+    assert seen["result"]["applied"] is True, seen["result"]
+    assert seen["m_lines"] == ["def area(width, height):", "    return width * height"]
+    assert (other / ".glm-lsp" / "thinking.jsonl").exists()  # that project's own log
+    assert not (root / ".glm-lsp" / "thinking.jsonl").exists()

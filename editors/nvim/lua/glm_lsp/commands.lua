@@ -192,14 +192,17 @@ local function modified_buffers(changes)
 end
 
 local function present_answer(command, result)
-  if type(result.text) == 'string' and not float.streamed(result.turn) then
-    local reasoning = result.reasoning
-    if type(reasoning) == 'string' then
-      reasoning = { reasoning }
-    end
+  -- Usually all of it streamed already; add what did not (e.g. the window was cleared).
+  local reasoning = result.reasoning
+  if type(reasoning) == 'string' then
+    reasoning = { reasoning }
+  end
+  if not float.streamed(result.turn, 'reasoning') and not float.streamed(result.turn, 'content') then
     for _, r in ipairs(type(reasoning) == 'table' and reasoning or {}) do
       float.stream({ turn = result.turn, kind = 'reasoning', text = r })
     end
+  end
+  if type(result.text) == 'string' and not float.streamed(result.turn, 'content') then
     float.stream({ turn = result.turn, kind = 'content', text = result.text })
   end
   local stats = format.stats(result.stats)

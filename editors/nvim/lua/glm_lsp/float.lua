@@ -9,7 +9,10 @@ local M = {
   win = nil,
   kind = nil, -- kind of the section being written: reasoning, content, tool_call, ...
   fresh = true, -- nothing written in the current section yet
-  content_turns = {}, -- turns whose answer has streamed, so results need not repeat it
+  seen = {}, -- turn -> { reasoning = true, content = true }: what streamed, so results do not repeat it
+  turn = nil, -- the turn streaming now
+  header_shown = false, -- the next new turn's header is already written
+  titles = {}, -- titles of queued requests, written when their turn starts streaming
   opts = { width = 84, height = 18, border = 'rounded', auto_open = true },
 }
 
@@ -158,22 +161,34 @@ function M.line(text, hl)
   M.follow()
 end
 
---- Starts a request's section: clears the buffer unless another request is still streaming.
-function M.begin(title, keep)
-  local buf = M.buffer()
-  if not keep then
-    with_modifiable(function(b)
-      vim.api.nvim_buf_clear_namespace(b, ns, 0, -1)
-      vim.api.nvim_buf_set_lines(b, 0, -1, false, {})
-    end)
-    M.content_turns = {}
-  elseif not empty(buf) then
-    M.line('')
+--- Starts a request's section. With nothing else running the buffer is cleared and the title
+--- shown at once; a queued request's title waits until its turn starts streaming.
+function M.begin(title, queued)
+  if queued then
+    table.insert(M.titles, title)
+    return
   end
+  with_modifiable(function(b)
+    vim.api.nvim_buf_clear_namespace(b, ns, 0, -1)
+    vim.api.nvim_buf_set_lines(b, 0, -1, false, {})
+  end)
+  M.seen, M.titles, M.turn = {}, {}, nil
   M.line('── ' .. title .. ' ──', 'GlmHeader')
+  M.header_shown = true
   if M.opts.auto_open then
     M.open()
   end
+end
+
+local function start_turn(turn)
+  if turn == nil or turn == M.turn then
+    return
+  end
+  if not M.header_shown then
+    M.line('')
+    M.line('── ' .. (table.remove(M.titles, 1) or 'GLM') .. ' ──', 'GlmHeader')
+  end
+  M.header_shown, M.turn = false, turn
 end
 
 local HL = { reasoning = 'GlmReasoning' } -- content keeps the window's normal colour
@@ -184,6 +199,7 @@ function M.stream(item)
     return
   end
   local kind = item.kind
+  start_turn(item.turn)
   if kind == 'tool_call' then
     M.line('▸ ' .. format.tool_call_line(item.text), 'GlmToolCall')
   elseif kind == 'tool_result' then
@@ -207,17 +223,18 @@ function M.stream(item)
     if text ~= '' then
       M.fresh = false
       append(text, HL[kind])
-      if kind == 'content' and item.turn then
-        M.content_turns[item.turn] = true
+      if item.turn then
+        M.seen[item.turn] = M.seen[item.turn] or {}
+        M.seen[item.turn][kind] = true
       end
     end
     M.follow()
   end
 end
 
---- Whether the answer of `turn` already streamed into the window.
-function M.streamed(turn)
-  return M.content_turns[turn] == true
+--- Whether text of `kind` (reasoning or content) of `turn` already streamed into the window.
+function M.streamed(turn, kind)
+  return (M.seen[turn] or {})[kind] == true
 end
 
 --- The buffer's text, for tests and for users who want to yank it.
