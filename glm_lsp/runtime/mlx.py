@@ -180,6 +180,7 @@ class MLXConversation:
         detokenizer = self.m.tokenizer.detokenizer
         generated: list[int] = []
         text, stop_text, first_at, finish = [], "", 0.0, "length"
+        steps = None
         try:
             check_cancel(0, 0)
             steps = generate_step(
@@ -214,6 +215,11 @@ class MLXConversation:
                 self.scripted.unread()
             self._trim_to_history()
             raise
+        finally:
+            # Close mlx-lm's generator here, on this thread: its stream context must not be
+            # torn down later by the garbage collector on another one.
+            if steps is not None:
+                steps.close()
         detokenizer.finalize()
         if piece := detokenizer.last_segment:
             text.append(piece)
