@@ -449,6 +449,21 @@ function M.undo()
   end)
 end
 
+--- Sends the last declined (or stale) edit again; the server merges it onto the files as they are now.
+function M.retry()
+  M.request('glm.retry', {}, function(err, result)
+    if err then
+      return notify('GLM: ' .. tostring(err.message), vim.log.levels.ERROR)
+    end
+    if type(result) == 'table' and result.applied == false then
+      notify('GLM could not retry: ' .. tostring(result.failureReason or 'unknown reason'), vim.log.levels.WARN)
+    else
+      notify('GLM applied the edit (buffers changed; :wall writes them).')
+    end
+    fire_done('glm.retry', nil, result)
+  end)
+end
+
 --- Client-side handlers for the glm.* commands that code actions carry, so that
 --- `GLM: Refactor…` asks for its instruction and results show in the float.
 function M.client_commands()
@@ -490,6 +505,7 @@ local USER_COMMANDS = {
   GlmThinkingReset = { M.thinking_reset, { desc = 'GLM: archive the preserved-thinking log' } },
   GlmStatus = { M.status, { desc = 'GLM: backend, model, busy state and last figures' } },
   GlmUndo = { M.undo, { desc = 'GLM: revert the last applied agent edit' } },
+  GlmRetry = { M.retry, { desc = 'GLM: send the last declined edit again, merged onto the files now' } },
   GlmFloat = { float.toggle, { desc = 'GLM: show or hide the stream window' } },
 }
 
