@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from lsprotocol import types as lsp
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 from pygls.uris import to_fs_path
@@ -40,6 +41,20 @@ BACKEND_KEYS = (
 
 
 class GlmProtocol(LanguageServerProtocol):
+    def structure_message(self, data: dict[str, Any]) -> Any:
+        try:
+            return super().structure_message(data)
+        except JsonRpcException:
+            # pygls logs and drops a request it cannot structure (e.g. executeCommand without
+            # params): answer it, or the client waits for ever.
+            if "id" in data and "method" in data:
+                error = JsonRpcInvalidParams(
+                    f"{str(data['method'])[:80]}: malformed params; expected the LSP shape "
+                    "(executeCommand: {command, arguments: [...]})"
+                )
+                self._send_response(data["id"], error=error.to_response_error())
+            raise
+
     def _handle_cancel_notification(self, msg_id: Any) -> None:
         # executeCommand runs our handler under a generator, so pygls cannot cancel it itself.
         server: GlmServer = self._server  # type: ignore[assignment]
