@@ -10,6 +10,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from mlx_lm import stream_generate
 from mlx_lm.models.cache import make_prompt_cache
@@ -52,7 +53,7 @@ def _ours_tps(m: MLXModel, prompt: str) -> float:
     return c.stats.decodeTps
 
 
-def measure(model_dir: Path) -> dict[str, float]:
+def measure(model_dir: Path) -> dict[str, Any]:
     m = MLXModel(str(model_dir))
     # A short prompt without the tool list: this measures decode, and the 8-bit MoE's prefill runs at
     # about 10 tokens/s on this CPU, so the full 1.8k-token agent prompt would only add minutes.
@@ -63,7 +64,11 @@ def measure(model_dir: Path) -> dict[str, float]:
         raw.append(_raw_tps(m, prompt))
         ours.append(_ours_tps(m, prompt))
     r, o = statistics.median(raw), statistics.median(ours)
-    return {"raw_tps": round(r, 1), "glm_lsp_tps": round(o, 1), "ratio": round(o / r, 3)}
+    rounds = {
+        "raw_rounds": [round(x, 1) for x in raw],
+        "glm_lsp_rounds": [round(x, 1) for x in ours],
+    }
+    return {"raw_tps": round(r, 1), "glm_lsp_tps": round(o, 1), "ratio": round(o / r, 3), **rounds}
 
 
 def run() -> dict[str, float]:
