@@ -230,3 +230,26 @@ class WireClient:
     def stderr(self) -> str:
         self._stderr.flush()
         return self.stderr_path.read_text(errors="replace")
+
+
+def start_server(
+    tmp: Path,
+    model: Path | str,
+    root: Path,
+    replies: list[str],
+    *flags: str,
+    env: dict[str, str] | None = None,
+    options: dict[str, Any] | None = None,
+) -> WireClient:
+    """`glm-lsp serve` on `root` with these scripted replies, initialized; stderr in tmp."""
+    n = len(list(tmp.glob("replies-*.json")))
+    script = tmp / f"replies-{n}.json"
+    script.write_text(json.dumps(replies))
+    argv = serve_argv(model, "--scripted-replies", str(script), *flags)
+    client = WireClient(argv, stderr_path=tmp / f"stderr-{n}.txt", env=env)
+    try:
+        client.initialize(root, options)
+    except BaseException:
+        client.close()
+        raise
+    return client

@@ -7,6 +7,7 @@ prompt only prefills the tokens the model has never processed.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -44,12 +45,25 @@ CACHE_FILE = "kv-cache.safetensors"
 KV_GROUP_SIZE = 64
 
 
+def weights_fingerprint(model_dir: Path) -> str:
+    """Changes when a model is re-converted in place (same path, other weights), so a KV cache
+    computed by the old weights is not reused: the config, and each weight file's size and time."""
+    digest = hashlib.sha256()
+    config = model_dir / "config.json"
+    digest.update(config.read_bytes() if config.is_file() else b"")
+    for weights in sorted(model_dir.glob("*.safetensors")):
+        info = weights.stat()
+        digest.update(f"{weights.name}:{info.st_size}:{info.st_mtime_ns};".encode())
+    return digest.hexdigest()[:16]
+
+
 class MLXModel:
     """A loaded model and tokenizer, shared by every workspace's conversation."""
 
     def __init__(self, model: str) -> None:
         self.model, self.tokenizer, self.path = load_model(model)
         self.name = model
+        self.fingerprint = weights_fingerprint(self.path)
         self.lock = threading.Lock()  # one generation at a time on the device
         vocab = self.tokenizer.get_vocab()
         self.stop_text = {vocab[t]: t for t in STOP_TOKENS if t in vocab}
@@ -87,7 +101,11 @@ class MLXConversation:
 
     # -- the cache ---------------------------------------------------------------------------
     def _identity(self) -> dict[str, str]:
-        return {"model": str(self.m.path.resolve()), "kv_bits": str(self.kv_bits)}
+        return {
+            "model": str(self.m.path.resolve()),
+            "weights": self.m.fingerprint,
+            "kv_bits": str(self.kv_bits),
+        }
 
     def _ensure_cache(self) -> list[Any]:
         if self.cache is None:
@@ -126,7 +144,10 @@ class MLXConversation:
         if not self.cache_path or not self.cache:
             return
         self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+        self._remove_stale_temp_files()
         tmp = self.cache_path.with_name(f".{os.getpid()}.tmp.safetensors")
+        # Private from the first byte: the metadata holds the conversation's tokens.
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
         meta = {
             **self._identity(),
             "tokens": json.dumps(self.history.tokens),
@@ -141,6 +162,15 @@ class MLXConversation:
             os.close(fd)
         os.chmod(tmp, 0o600)
         os.replace(tmp, self.cache_path)
+
+    def _remove_stale_temp_files(self) -> None:
+        """A kill -9 during save() leaves its temp file, as big as the cache: remove those whose
+        process is gone (the pid is in the name), never another live server's."""
+        assert self.cache_path is not None
+        for tmp in self.cache_path.parent.glob(".*.tmp.safetensors"):
+            pid = tmp.name.split(".")[1]
+            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                tmp.unlink(missing_ok=True)
 
     def count_tokens(self, text: str) -> int:
         return len(self.m.encode(text))
@@ -245,3 +275,13 @@ class MLXConversation:
                 f"the model's tokenizer has no {want} token; it is not a GLM-4.7 tokenizer"
             )
         return ids[want]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
