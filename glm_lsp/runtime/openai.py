@@ -15,7 +15,7 @@ import socket
 import threading
 import time
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from glm_lsp.config import Settings
 from glm_lsp.glm.format import THINK_CLOSE, THINK_OPEN, render_tool_call
@@ -28,6 +28,27 @@ from glm_lsp.runtime.base import (
     Stats,
 )
 from glm_lsp.runtime.scripted import ScriptedReplies
+
+TIMEOUT_ENV = "GLM_LSP_HTTP_TIMEOUT"  # seconds a silent server is waited for (README)
+DEFAULT_IDLE_TIMEOUT = 120.0
+
+
+def idle_timeout_from_env() -> float:
+    """A big local model may prefill for minutes before its first token; a test wants seconds."""
+    raw = os.environ.get(TIMEOUT_ENV, "")
+    try:
+        value = float(raw) if raw.strip() else DEFAULT_IDLE_TIMEOUT
+    except ValueError:
+        value = 0.0
+    return value if value > 0 else DEFAULT_IDLE_TIMEOUT
+
+
+def without_userinfo(url: str) -> str:
+    """The base URL as error texts show it: a `user:password@` part is not repeated."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
 
 
 def to_openai_messages(messages: list[dict[str, Any]] | tuple) -> list[dict[str, Any]]:
@@ -72,14 +93,17 @@ class OpenAIBackend:
         *,
         scripted: ScriptedReplies | None = None,
         connect_timeout: float = 10.0,
-        idle_timeout: float = 120.0,
+        idle_timeout: float | None = None,
     ) -> None:
         self.settings = settings
         self.model_name = settings.model
         self.url = urlsplit(settings.baseUrl.rstrip("/") + "/chat/completions")
         if self.url.scheme not in ("http", "https") or not self.url.hostname:
-            raise BackendError(f"glm.baseUrl '{settings.baseUrl}' is not an http(s) URL")
-        self.connect_timeout, self.idle_timeout = connect_timeout, idle_timeout
+            raise BackendError(
+                f"glm.baseUrl '{without_userinfo(settings.baseUrl)}' is not an http(s) URL"
+            )
+        self.connect_timeout = connect_timeout
+        self.idle_timeout = idle_timeout if idle_timeout is not None else idle_timeout_from_env()
         self.scripted = scripted  # accepted for symmetry; a real server picks its own tokens
 
     def body(self, request: CompletionRequest) -> dict[str, Any]:
@@ -113,9 +137,25 @@ class OpenAIBackend:
     def complete(
         self, request: CompletionRequest, on_text: OnText, cancel: threading.Event
     ) -> Completion:
-        base = self.settings.baseUrl
-        headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
         key = os.environ.get(self.settings.apiKeyEnv)
+        try:
+            return self._complete(request, on_text, cancel, key)
+        except BackendError as exc:
+            # A server may echo the key (a 401 body, a proxy's error page): never pass it on.
+            message = str(exc)
+            if key and key in message:
+                raise BackendError(message.replace(key, "***")) from None
+            raise
+
+    def _complete(
+        self,
+        request: CompletionRequest,
+        on_text: OnText,
+        cancel: threading.Event,
+        key: str | None,
+    ) -> Completion:
+        base = without_userinfo(self.settings.baseUrl)
+        headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
         if key:
             headers["Authorization"] = f"Bearer {key}"
         payload = json.dumps(self.body(request), ensure_ascii=False).encode("utf-8")
@@ -143,7 +183,8 @@ class OpenAIBackend:
                 ) from None
             except TimeoutError:
                 raise BackendError(
-                    f"the server at {base} did not answer within the timeout"
+                    f"the server at {base} did not answer within the timeout "
+                    f"({self.idle_timeout:g} s; set {TIMEOUT_ENV} to wait longer)"
                 ) from None
             except OSError as exc:
                 if cancel.is_set():
@@ -160,7 +201,7 @@ class OpenAIBackend:
             conn.close()
 
     def _read_stream(self, response, request, on_text, cancel, start) -> Completion:
-        base = self.settings.baseUrl
+        base = without_userinfo(self.settings.baseUrl)
         writer = _RawText(on_text, request.enable_thinking)
         calls: dict[int, dict[str, str]] = {}
         usage: dict[str, Any] = {}
@@ -170,7 +211,8 @@ class OpenAIBackend:
                 line = response.readline()
             except TimeoutError:
                 raise BackendError(
-                    f"the server at {base} stalled past the timeout mid-stream"
+                    f"the server at {base} stalled past the timeout mid-stream "
+                    f"({self.idle_timeout:g} s; set {TIMEOUT_ENV} to wait longer)"
                 ) from None
             except OSError as exc:
                 if cancel.is_set():
