@@ -117,6 +117,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return demo(args, settings_from(args))
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from glm_lsp.commands.export import export_command
+
+    return export_command(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="glm-lsp", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details to stderr")
@@ -170,6 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("workspace", nargs="?", default=".")
     add_setting_flags(doctor)
     doctor.set_defaults(func=_cmd_doctor)
+
+    from glm_lsp.commands import export as export_cmd
+
+    export = sub.add_parser("export", help="the preserved-thinking log as fine-tuning JSONL")
+    export_cmd.add_arguments(export)
+    export.set_defaults(func=_cmd_export)
     return parser
 
 

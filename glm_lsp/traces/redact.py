@@ -1,0 +1,119 @@
+"""Keep secrets and machine paths out of exported traces.
+
+Applied to every string of the exported messages before rendering, so a redacted record still
+renders consistently: prompt and completion come from the same redacted messages.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+SECRET = "[REDACTED_SECRET]"
+ABS_PATH = "[ABS_PATH]"
+TOOL_RESULT = "[tool result redacted]"
+
+# Well-known key shapes; the prefix says what kind of key it was, which is not itself secret.
+_KEY_PATTERNS = [
+    r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----",
+    r"\bsk-(?:proj-|ant-|or-)?[A-Za-z0-9_\-]{16,}",  # OpenAI, Anthropic, OpenRouter
+    r"\bgh[pousr]_[A-Za-z0-9]{30,}",  # GitHub tokens
+    r"\bgithub_pat_[A-Za-z0-9_]{30,}",
+    r"\bglpat-[A-Za-z0-9_\-]{20,}",  # GitLab
+    r"\bhf_[A-Za-z0-9]{30,}",  # Hugging Face
+    r"\bxox[abprs]-[A-Za-z0-9\-]{10,}",  # Slack
+    r"\bAKIA[0-9A-Z]{16}\b",  # AWS access key id
+    r"\bAIza[0-9A-Za-z_\-]{35}",  # Google API key
+    r"\beyJ[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}",  # JWT
+]
+_KEYS = re.compile("|".join(f"(?:{p})" for p in _KEY_PATTERNS), re.DOTALL)
+# `Authorization: Bearer x`, `api_key = "x"`, `SECRET_TOKEN=x`: keep the name, drop the value.
+# Only values with both letters and digits count, so code like `max_tokens=limit_of_tokens` stays.
+_NAMED = re.compile(
+    r"(?i)(\bbearer\s+|"
+    r"\b[\w-]*(?:api[_-]?key|secret|token|passw(?:or)?d|credential)[\w-]*[\"']?\s*[:=]\s*[\"']?)"
+    r"([A-Za-z0-9_\-+/=]{12,})"
+)
+# Roots that name a person or a machine; system paths (/usr/bin/env, /dev/null) stay.
+_PRIVATE_ROOTS = r"home|Users|root|tmp|private|var/folders|mnt|media|Volumes|workspace"
+_PATH_CHARS = r"[^\s\"'`<>|:;,()\[\]{}]*"
+_ABS = re.compile(
+    rf"(?<![\w.~\-])/(?:{_PRIVATE_ROOTS})(?=/|\b){_PATH_CHARS}"
+    rf"|\b[A-Za-z]:\\(?:Users|Documents and Settings)\\{_PATH_CHARS}"
+)
+_SECRET_ENV = re.compile(r"(?i)(key|token|secret|password)$")
+
+
+def _key_like(value: str) -> bool:
+    return (
+        len(value) >= 12
+        and not any(c.isspace() for c in value)
+        and any(c.isdigit() for c in value)
+        and any(c.isalpha() for c in value)
+    )
+
+
+def _named_value(match: re.Match[str]) -> str:
+    return match.group(1) + SECRET if _key_like(match.group(2)) else match.group(0)
+
+
+class Redactor:
+    """Replaces secrets with SECRET, the workspace root with `.`, other private paths with
+    ABS_PATH; with `results`, every tool result with TOOL_RESULT."""
+
+    def __init__(
+        self,
+        workspace: Path,
+        *,
+        api_key_env: str | None = None,
+        results: bool = False,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        env = os.environ if environ is None else environ
+        self.results = results
+        self.count = 0
+        values = {env.get(api_key_env or "", "")} - {""}
+        # Any key-like variable of this environment could have been pasted into a request; only
+        # values that look like keys, so `SOME_KEY=default` does not redact the word everywhere.
+        values |= {v for k, v in env.items() if _SECRET_ENV.search(k) and _key_like(v)}
+        self._values = sorted((v for v in values if len(v.strip()) >= 6), key=len, reverse=True)
+        roots = {str(workspace), str(workspace.resolve())}
+        self._roots = [
+            re.compile(rf"(?<![\w.~\-]){re.escape(r)}(?=/|\\|$|[^\w.\-])")
+            for r in sorted(roots, key=len, reverse=True)
+            if r not in ("/", "")
+        ]
+
+    def text(self, value: str) -> str:
+        out = value
+        for secret in self._values:
+            out = out.replace(secret, SECRET)
+        out = _KEYS.sub(SECRET, out)
+        out = _NAMED.sub(_named_value, out)
+        for root in self._roots:
+            out = root.sub(".", out)
+        out = _ABS.sub(ABS_PATH, out)
+        if out != value:
+            self.count += 1
+        return out
+
+    def value(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, list):
+            return [self.value(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self.value(v) for k, v in value.items()}
+        return value
+
+    def messages(self, messages: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        out = []
+        for m in messages:
+            m = dict(m)
+            if m.get("role") == "tool" and self.results:
+                m["content"] = TOOL_RESULT
+            out.append(self.value(m))
+        return out
