@@ -123,6 +123,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return export_command(args)
 
 
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    from glm_lsp.commands.finetune import finetune_command
+
+    return finetune_command(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="glm-lsp", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details to stderr")
@@ -178,10 +184,15 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.set_defaults(func=_cmd_doctor)
 
     from glm_lsp.commands import export as export_cmd
+    from glm_lsp.commands import finetune as finetune_cmd
 
     export = sub.add_parser("export", help="the preserved-thinking log as fine-tuning JSONL")
     export_cmd.add_arguments(export)
     export.set_defaults(func=_cmd_export)
+
+    finetune = sub.add_parser("finetune", help="train a LoRA adapter on exported traces")
+    finetune_cmd.add_arguments(finetune)
+    finetune.set_defaults(func=_cmd_finetune)
     return parser
 
 
