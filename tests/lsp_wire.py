@@ -59,10 +59,12 @@ class WireClient:
         self._write_lock = threading.Lock()
         self._cond = threading.Condition()
         self._responses: dict[Any, dict[str, Any]] = {}
+        self.answer_counts: dict[Any, int] = {}  # a request answered twice is a bug too
         self._next = 0
         self.notifications: list[dict[str, Any]] = []
         self.edits: list[dict[str, Any]] = []  # workspace/applyEdit params the server sent
         self.server_requests: list[str] = []
+        self.progress_tokens: list[Any] = []  # from window/workDoneProgress/create
         # What the client answers to applyEdit; the default declines so nothing is written.
         self.on_apply_edit: Callable[[dict[str, Any]], dict[str, Any]] = lambda _p: {
             "applied": False,
@@ -112,6 +114,8 @@ class WireClient:
             method = msg["method"]
             self.server_requests.append(method)
             result: Any = None
+            if method == "window/workDoneProgress/create":
+                self.progress_tokens.append(msg["params"]["token"])
             if method == "workspace/applyEdit":
                 self.edits.append(msg["params"])
                 result = self.on_apply_edit(msg["params"])
@@ -123,6 +127,7 @@ class WireClient:
         else:
             with self._cond:
                 self._responses[msg.get("id")] = msg
+                self.answer_counts[msg.get("id")] = self.answer_counts.get(msg.get("id"), 0) + 1
                 self._cond.notify_all()
 
     # -- requests ------------------------------------------------------------------------------
