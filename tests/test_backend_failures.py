@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import secrets
 import shutil
 import socket
 import stat
+import subprocess
 import sys
 import threading
 import time
@@ -338,3 +340,38 @@ def test_embedded_model_that_fails_to_load(tmp_path: Path, tiny_model_dir: Path)
         assert_private(root)
     finally:
         client.close()
+
+
+def test_cli_run_never_prints_the_key(tmp_path: Path, peer: Peer) -> None:
+    """`glm-lsp -v run` against a peer that quotes the key back: exit 3, a clear error, no key."""
+    root = workspace(tmp_path)
+    peer.answers[:] = [EDIT, echo_key_401]
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "glm_lsp.cli",
+            "-v",
+            "run",
+            str(root),
+            "simplify",
+            "--apply",
+            "--backend",
+            "openai",
+            "--base-url",
+            peer.url,
+            "--model",
+            "glm-4.7",
+            "--api-key-env",
+            KEY_ENV,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, KEY_ENV: KEY, "GLM_LSP_HTTP_TIMEOUT": str(TIMEOUT_S)},
+    )
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert "answered HTTP 401" in proc.stderr and "***" in proc.stderr
+    assert KEY not in proc.stderr + proc.stdout
+    assert peer.headers[0]["Authorization"] == f"Bearer {KEY}"
+    assert (root / "pkg" / "a.py").read_text() == A_PY  # --apply, but the request failed
