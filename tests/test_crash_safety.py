@@ -74,10 +74,13 @@ def test_kill_9_mid_generation(tmp_path: Path, tiny_model_dir: Path) -> None:
     CRASHES["survived"] += 1
     assert log_lines(root) == before  # the killed request left no trace; the others are whole
     assert kv.read_bytes() == kv_before  # the cache on disk is the last complete one
+    torn_tail(root, "half")  # and as if an earlier crash had cut a write short
+    CRASHES["survived"] += 1
 
     client = start_server(tmp_path, tiny_model_dir, root, ["After the crash."])
     try:
         assert turns(client) == [1, 2]
+        assert "dropped torn last line" in client.stderr()  # the user is told (server stderr)
         after = explain(client, root)
         assert after["turn"] == 3 and after["text"] == "After the crash."
         stats = after["stats"]
