@@ -175,6 +175,9 @@ REFUSED: list[tuple[str, dict[str, Any], tuple[str, ...]]] = [
     ("read_file", {"path": "c:/secret.txt"}, ("c:/secret.txt", "absolute")),
     ("read_file", {"path": "//server/share/x"}, ("//server/share/x", "absolute")),
     ("read_file", {"path": "\\\\server\\share\\x"}, ("\\\\server\\share\\x", "absolute")),
+    ("write_file", {"path": "./~", "content": "x"}, ("'./~'", "absolute")),  # "~" once normalised
+    ("read_file", {"path": "./~/.ssh/id_rsa"}, ("./~/.ssh/id_rsa", "absolute")),
+    ("write_file", {"path": ".\\C:\\x.txt", "content": "x"}, ("C:\\x.txt", "absolute")),
     ("list_files", {"path": "/"}, ("'/'", "absolute")),
     ("search", {"pattern": "root", "path": "/etc"}, ("'/etc'", "absolute")),
     ("outline", {"path": "/etc/hosts"}, ("'/etc/hosts'", "absolute")),

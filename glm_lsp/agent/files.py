@@ -70,16 +70,16 @@ class Workspace:
             raise ToolError(f"the path {shown(path)!r} contains a NUL byte")
         raw = path.strip()
         posix = raw.replace("\\", "/")  # models write Windows paths too: treat \ as a separator
+        parts = PurePosixPath(posix).parts
+        normal = "/".join(parts)  # "./~" is "~" once normalised: check both spellings
         if (
             os.path.isabs(raw)
-            or posix.startswith(("/", "~"))
-            or _DRIVE.match(posix)
+            or any(p.startswith(("/", "~")) or _DRIVE.match(p) for p in (posix, normal))
             or PurePosixPath(posix).is_absolute()
         ):
             raise ToolError(
                 f"'{shown(raw)}' is absolute: use a path relative to the workspace root"
             )
-        parts = PurePosixPath(posix).parts
         if ".." in parts:
             raise ToolError(f"'{shown(raw)}' uses '..': paths must stay inside the workspace")
         target = self.root.joinpath(*parts)
