@@ -29,6 +29,7 @@ from glm_lsp.agent.tools import MAX_CHARS, ToolBox
 from glm_lsp.glm.parse import tool_call_text
 from glm_lsp.workspace import WorkspaceIndex
 from glm_lsp.workspace.ignore import compile_glob
+from tests.lsp_wire import start_server
 
 SECRET = "TOP SECRET"
 A_PY = "def foo():\n    return 1\n"
@@ -567,3 +568,38 @@ def test_hostile_calls_inside_a_real_run_and_the_request_goes_on(
     assert all(r.startswith("Error:") for r in results[:-1]), results
     assert results[-1].startswith("edited 'src/a.py'")
     assert record["applied"] is True and SECRET not in json.dumps(record)
+
+
+def test_server_refuses_an_edit_that_a_new_symlink_would_carry_outside(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    """The race through the server: gen/ becomes a symlink out after write_file ran and before
+    the edit goes to the editor, which would follow it. No applyEdit is sent at all."""
+    world = World(tmp_path)
+    replies = [
+        "Write both.</think>"
+        + tool_call_text("write_file", {"path": "gen/out.py", "content": "X = 1\n"})
+        + tool_call_text(
+            "edit_file", {"path": "src/a.py", "old_text": "return 1", "new_text": "return 2"}
+        ),
+        "Done.</think>" + "word " * 400,  # a few seconds in which the link appears
+    ]
+    client = start_server(tmp_path, tiny_model_dir, world.ws, replies)
+    try:
+        msg_id = client.request_async(
+            "workspace/executeCommand",
+            {
+                "command": "glm.refactor",
+                "arguments": [{"uri": (world.ws / "src" / "a.py").as_uri(), "instruction": "go"}],
+            },
+        )
+        client.wait_for(lambda: "created 'gen/out.py'" in client.streamed("tool_result"))
+        os.symlink(world.outside / "dir", world.ws / "gen")
+        result = client.wait(msg_id, timeout=120)["result"]
+        assert result["applied"] is False, result
+        assert "gen/out.py" in result["failureReason"] and "outside" in result["failureReason"]
+        assert client.edits == []
+        assert not (world.outside / "dir" / "out.py").exists()
+        assert (world.ws / "src" / "a.py").read_text() == A_PY
+    finally:
+        client.close()

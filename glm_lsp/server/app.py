@@ -16,7 +16,7 @@ from pygls.protocol import LanguageServerProtocol
 from pygls.uris import to_fs_path
 
 from glm_lsp import __version__
-from glm_lsp.agent.edits import ChangeSet, check_unchanged
+from glm_lsp.agent.edits import ChangeSet, check_unchanged, confinement_problems
 from glm_lsp.agent.session import Session
 from glm_lsp.config import Settings, SettingsError
 from glm_lsp.runtime.factory import make_backend
@@ -234,6 +234,13 @@ class GlmServer(LanguageServer):
         self, folder: Folder, change_set: ChangeSet, label: str
     ) -> tuple[bool, str | None]:
         """One workspace/applyEdit for the change set; the editor writes, never the server."""
+        # Checked again now: a folder swapped for a symlink since the tool ran would lead the
+        # editor's write outside the workspace (or into .git or the state dir).
+        escapes = confinement_problems(
+            folder.root, change_set, self.settings.state_dir(folder.root)
+        )
+        if escapes:
+            return False, "not applied: " + "; ".join(escapes)
         stale = sorted(
             set(check_unchanged(folder.root, change_set))
             | set(stale_open_docs(change_set, folder.open_doc))
