@@ -160,7 +160,9 @@ def lsp_settings(raw: Any) -> dict[str, Any]:
 
 class GlmServer(LanguageServer):
     def __init__(self, flags: Settings) -> None:
-        super().__init__("glm-lsp", __version__, protocol_cls=GlmProtocol)
+        # pygls's pool only reads stdin (we have no @thread handlers): one reader needs one thread,
+        # and a larger pool grows by a thread whenever a read is submitted before the last returns.
+        super().__init__("glm-lsp", __version__, protocol_cls=GlmProtocol, max_workers=1)
         # Command-line flags win over LSP settings (design section 3): keep only those given.
         defaults = Settings()
         self.flags = {k: v for k, v in flags.to_dict().items() if getattr(defaults, k) != v}
