@@ -176,6 +176,25 @@ def test_cancel_keeps_cache_consistent_and_script_position(model: MLXModel) -> N
     c = conv.complete(CompletionRequest(prompt=prompt), lambda t: None, threading.Event())
     assert c.text.startswith("a long reply")  # the cancelled reply is given again
     assert c.stats.reusedTokens == len(model.encode(prompt)) - 1  # the prompt stayed cached
+    assert_history_holds(conv, prompt + c.text, c.stats.promptTokens + c.stats.generatedTokens)
+
+
+def assert_history_holds(conv, text: str, tokens: int) -> None:
+    """The token history still starts with the whole prompt and matches the cache."""
+    assert conv.history.text.startswith(text)
+    assert len(conv.history) == tokens == conv.cache[0].offset
+
+
+def test_a_prompt_ending_on_the_history_keeps_it(model: MLXModel) -> None:
+    # The same prompt again (a retry): every token but the last one comes from the cache, and
+    # the history keeps the prompt, so the completion after it reuses everything again.
+    conv = model.conversation(scripted=ScriptedReplies(["x</think>A", "y</think>B", "z</think>C"]))
+    prompt = render_prompt([{"role": "user", "content": "same question"}], TOOLS)
+    for _ in range(3):
+        c = conv.complete(CompletionRequest(prompt=prompt), lambda t: None, threading.Event())
+        assert c.stats.promptTokens == len(model.encode(prompt))
+        assert_history_holds(conv, prompt + c.text, c.stats.promptTokens + c.stats.generatedTokens)
+    assert c.stats.reusedTokens == c.stats.promptTokens - 1
 
 
 def test_kv_bits_8_shrinks_the_cache(model: MLXModel) -> None:

@@ -48,16 +48,15 @@ class TokenHistory:
         if not new:  # the model needs at least one token to produce logits
             keep -= 1
             new = [(self.tokens[:pos_tok] + tail)[keep]]
-        self._pending = (index, pos_text, pos_tok, prompt, tail)
+        # The history once the prompt is in the cache, fixed now: truncate(keep) may drop the
+        # segment that the prompt's last token is taken from before commit_prompt runs.
+        segments = self.segments[:index] + ([(prompt[pos_text:], len(tail))] if tail else [])
+        self._pending = (segments, self.tokens[:pos_tok] + tail)
         return Plan(keep=keep, new_tokens=new, prompt_tokens=keep + len(new))
 
     def commit_prompt(self) -> None:
         """The planned prompt is now in the cache: history = kept segments + the prompt's tail."""
-        index, pos_text, pos_tok, prompt, tail = self._pending
-        self.segments = self.segments[:index]
-        if tail:
-            self.segments.append((prompt[pos_text:], len(tail)))
-        self.tokens = self.tokens[:pos_tok] + tail
+        self.segments, self.tokens = self._pending
 
     def append(self, text: str, tokens: list[int]) -> None:
         if tokens:
