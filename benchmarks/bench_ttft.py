@@ -97,6 +97,7 @@ def measure(rounds: int = 4) -> dict[str, Any]:
                         "glm_ms": round(seconds * 1000, 1),
                         "glm_prefilled": stats["prefilledTokens"],
                         "glm_prompt": stats["promptTokens"],
+                        "glm_stats_ttft_ms": stats["ttftMs"],  # runtime's own: to the first token
                     }
                 else:
                     seconds, usage = server.stream_ttft(_body(str(path), messages))
