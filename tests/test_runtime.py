@@ -255,3 +255,20 @@ def test_torn_or_foreign_kv_file_is_ignored_with_a_warning(
         threading.Event(),
     )
     assert c.stats.reusedTokens == 0  # made with another kvBits: recomputed, not trusted
+
+
+def test_forced_tokens_keep_the_model_in_the_graph() -> None:
+    # MLX is lazy: if the forced choice did not depend on the logits, the decode forward passes
+    # would never run while the reply streams, only later, charged to whatever evaluates the cache.
+    import mlx.core as mx
+
+    from glm_lsp.runtime.scripted import ForcedTokens
+
+    logits = mx.array([[0.5, float("nan"), 2.0, -1.0]])
+    grad = mx.grad(lambda x: ForcedTokens([2])(mx.array([0]), x)[0, 2])(logits)
+    assert grad.tolist() == [[0.0, 0.0, 1.0, 0.0]]
+    # Only the scripted token can be sampled, even where the model's logit is not a number.
+    for token in (1, 3):
+        out = ForcedTokens([token])(mx.array([0]), logits)
+        assert mx.argmax(out, axis=-1).item() == token
+        assert mx.isfinite(out).sum().item() == 1

@@ -63,4 +63,7 @@ class ForcedTokens:
         token = self.tokens[min(self.step, len(self.tokens) - 1)]
         self.step += 1
         vocab = mx.arange(logits.shape[-1])
-        return mx.where(vocab == token, mx.zeros_like(logits), mx.full(logits.shape, -mx.inf))
+        # The kept logit is the model's own (NaN made finite), not a constant: MLX is lazy, and a
+        # choice that did not depend on the logits would leave the forward passes unevaluated
+        # until something later read the KV cache, so decode would only look fast.
+        return mx.where(vocab == token, mx.nan_to_num(logits), -mx.inf)
