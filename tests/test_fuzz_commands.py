@@ -332,6 +332,12 @@ EXPLICIT = [
         {"command": "glm.explain", "arguments": [{"uri": "U", "thinking": "x" * 10_000}]},
         "'thinking'",
     ),
+    ({"command": "glm.thinking.show", "arguments": [{"limit": "x" * 300_000}]}, "'limit'"),
+    (
+        {"command": "glm.explain", "arguments": [{"uri": "U", "thinking": [7] * 5_000}]},
+        "'thinking'",
+    ),
+    ({"command": "glm.ask", "arguments": [{"question": {"k": "x" * 5_000}}]}, "'question'"),
     ({"command": "glm.explain", "arguments": [{"uri": "L"}]}, "symbolic link"),
     ({"command": "glm.explain", "arguments": [{"uri": "D"}]}, "'..'"),
     ({"command": "glm.explain", "arguments": [{"uri": "file:///" + "a" * 3000}]}, "'uri'"),

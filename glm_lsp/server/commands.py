@@ -16,7 +16,7 @@ from glm_lsp.memory.thinking_log import ThinkingLog
 from glm_lsp.runtime.base import BackendError, Cancelled
 from glm_lsp.server.app import Folder, GlmServer
 from glm_lsp.server.jobs import Job, Progress, StreamRelay
-from glm_lsp.server.requests import bad, build_request, limit_field, one_object, resolve_uri
+from glm_lsp.server.requests import bad, build_request, clip, limit_field, one_object, resolve_uri
 
 BACKEND_ERROR = -32001
 TITLES = {
@@ -35,11 +35,6 @@ MAX_TEXT = 100_000  # question / instruction characters (~25k tokens)
 MAX_URI = 4_096
 MAX_POSITION = 2**31 - 1  # LSP uinteger
 TEXT_FIELDS = ("uri", "question", "instruction", "thinking")
-
-
-def clip(value: Any, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _kind(value: Any) -> str:

@@ -27,6 +27,12 @@ def bad(command: str, message: str) -> JsonRpcInvalidParams:
     return JsonRpcInvalidParams(f"{command}: {message}")
 
 
+def clip(value: Any, limit: int = 80) -> str:
+    """A bad value as an error quotes it: enough to recognise, never the whole megabyte."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def one_object(command: str, args: tuple[Any, ...]) -> dict[str, Any]:
     """The single object argument; no argument at all counts as {}."""
     if not args:
@@ -41,7 +47,7 @@ def text_field(command: str, obj: dict[str, Any], name: str, *, required: bool) 
     if value is None and not required:
         return None
     if not isinstance(value, str) or not value.strip():
-        what = "is missing" if value is None else f"must be a non-empty string, not {value!r}"
+        what = "is missing" if value is None else f"must be a non-empty string, not {clip(value)}"
         raise bad(command, f"'{name}' {what}")
     return value
 
@@ -53,7 +59,7 @@ def thinking_field(command: str, obj: dict[str, Any]) -> str | None:
     if isinstance(value, bool):
         return "enabled" if value else "disabled"
     if value not in THINKING:
-        raise bad(command, f"'thinking' is {value!r}; accepted values: auto, enabled, disabled")
+        raise bad(command, f"'thinking' is {clip(value)}; accepted values: auto, enabled, disabled")
     return value
 
 
@@ -62,7 +68,7 @@ def limit_field(command: str, obj: dict[str, Any]) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise bad(command, f"'limit' is {value!r}; give a whole number >= 1")
+        raise bad(command, f"'limit' is {clip(value)}; give a whole number >= 1")
     return value
 
 
@@ -96,7 +102,7 @@ def resolve_uri(
     if uri is None:
         return None
     if not uri.startswith("file:"):
-        raise bad(command, f"'uri' {uri!r} is not a file: URI")
+        raise bad(command, f"'uri' {clip(uri)} is not a file: URI")
     path = to_fs_path(uri)
     found = server.folder_for_path(Path(path)) if path else None
     if found is None:
