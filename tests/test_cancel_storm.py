@@ -119,6 +119,7 @@ def test_cancellation_storm(tmp_path: Path, tiny_model_dir: Path) -> None:
         assert len(log) == 2 + outcomes["answered"]
         assert json.loads(log[-1])["turn"] == after["turn"]
         assert client.edits == []
+        assert "Traceback" not in client.stderr(), client.stderr()[-3000:]
         print(
             f"\nstorm: {REQUESTS} requests, cancels {cancels}, {outcomes}, status during burst "
             f"busy={status['busy']} queued={status['queued']}, code action max "

@@ -2,8 +2,26 @@
 
 from __future__ import annotations
 
+import logging
+
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcRequestCancelled
+
 from glm_lsp.config import Settings
 from glm_lsp.server.app import GlmServer
+
+
+class AnsweredErrors(logging.Filter):
+    """pygls (and asyncio, for a cancelled handler task) log a traceback for every error a
+    handler raises, even those that are the answer the client already got: a cancel or bad
+    arguments are dropped, other JSON-RPC errors keep one line, so stderr shows real faults."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, (JsonRpcRequestCancelled, JsonRpcInvalidParams)):
+            return False
+        if isinstance(exc, JsonRpcException):
+            record.msg, record.args, record.exc_info = f"{record.getMessage()}: {exc}", (), None
+        return True
 
 
 def build_server(settings: Settings) -> GlmServer:
@@ -18,6 +36,8 @@ def serve(
     settings: Settings, *, tcp: bool = False, host: str = "127.0.0.1", port: int = 2087
 ) -> int:
     server = build_server(settings)
+    for name in ("pygls.protocol.json_rpc", "asyncio"):
+        logging.getLogger(name).addFilter(AnsweredErrors())
     try:
         if tcp:
             server.start_tcp(host, port)
