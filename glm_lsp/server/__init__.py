@@ -16,6 +16,8 @@ class AnsweredErrors(logging.Filter):
     arguments are dropped, other JSON-RPC errors keep one line, so stderr shows real faults."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if str(record.msg).startswith("Unable to deserialize message"):
+            return False  # a traceback as text; GlmProtocol.structure_message says it in a line
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, (JsonRpcRequestCancelled, JsonRpcInvalidParams)):
             return False
@@ -36,7 +38,7 @@ def serve(
     settings: Settings, *, tcp: bool = False, host: str = "127.0.0.1", port: int = 2087
 ) -> int:
     server = build_server(settings)
-    for name in ("pygls.protocol.json_rpc", "asyncio"):
+    for name in ("pygls.protocol.json_rpc", "pygls.server", "pygls.io_", "asyncio"):
         logging.getLogger(name).addFilter(AnsweredErrors())
     try:
         if tcp:

@@ -40,6 +40,10 @@ BACKEND_KEYS = (
 )
 
 
+class AnsweredMalformed(JsonRpcInvalidParams):
+    """A request pygls could not structure, already answered with InvalidParams."""
+
+
 class GlmProtocol(LanguageServerProtocol):
     def structure_message(self, data: dict[str, Any]) -> Any:
         try:
@@ -53,6 +57,8 @@ class GlmProtocol(LanguageServerProtocol):
                     "(executeCommand: {command, arguments: [...]})"
                 )
                 self._send_response(data["id"], error=error.to_response_error())
+                raise AnsweredMalformed(error.message) from None
+            log.warning("ignored a malformed %s message", str(data.get("method", "response"))[:80])
             raise
 
     def _handle_cancel_notification(self, msg_id: Any) -> None:
@@ -172,6 +178,11 @@ class GlmServer(LanguageServer):
         self.worker = Worker()
         self.pending_messages: list[str] = []
         self.watch_registration: asyncio.Future[None] | None = None  # kept so it is not collected
+
+    def report_server_error(self, error: Exception, source: Any) -> None:
+        # pygls would also pop up "Error in server" for a request the client got an answer to.
+        if not isinstance(error, AnsweredMalformed):
+            super().report_server_error(error, source)
 
     # -- settings ------------------------------------------------------------------------------
     def update_settings(self, raw: Any) -> str | None:
