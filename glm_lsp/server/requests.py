@@ -6,8 +6,9 @@ InvalidParams error; the server keeps serving.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from lsprotocol import types as lsp
@@ -52,47 +53,143 @@ def text_field(command: str, obj: dict[str, Any], name: str, *, required: bool) 
     return value
 
 
-def thinking_field(command: str, obj: dict[str, Any]) -> str | None:
+def thinking_field(obj: dict[str, Any]) -> str | None:
+    """The request's thinking mode (check_arguments vetted it); true/false mean enabled/disabled."""
     value = obj.get("thinking")
-    if value is None:
-        return None
     if isinstance(value, bool):
         return "enabled" if value else "disabled"
-    if value not in THINKING:
-        raise bad(command, f"'thinking' is {clip(value)}; accepted values: auto, enabled, disabled")
     return value
 
 
-def limit_field(command: str, obj: dict[str, Any]) -> int | None:
-    value = obj.get("limit")
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise bad(command, f"'limit' is {clip(value)}; give a whole number >= 1")
-    return value
+def limit_field(obj: dict[str, Any]) -> int | None:
+    return obj.get("limit")  # check_arguments vetted it
 
 
 def range_field(command: str, obj: dict[str, Any], *, required: bool) -> lsp.Range | None:
-    value = obj.get("range")
+    value = obj.get("range")  # its shape was vetted by check_arguments
     if value is None:
         if required:
             raise bad(command, "'range' is missing; give {start: {line, character}, end: ...}")
         return None
-    try:
-        start, end = value["start"], value["end"]
-        positions = [start["line"], start["character"], end["line"], end["character"]]
-    except (TypeError, KeyError):
-        raise bad(
-            command, "'range' must be {start: {line, character}, end: {line, character}}"
-        ) from None
-    if not all(isinstance(p, int) and not isinstance(p, bool) and p >= 0 for p in positions):
-        raise bad(command, "'range' positions must be whole numbers >= 0")
+    start, end = value["start"], value["end"]
     rng = lsp.Range(
-        lsp.Position(positions[0], positions[1]), lsp.Position(positions[2], positions[3])
+        lsp.Position(start["line"], start["character"]), lsp.Position(end["line"], end["character"])
     )
     if (rng.end.line, rng.end.character) < (rng.start.line, rng.start.character):
         raise bad(command, "'range' ends before it starts")
     return rng
+
+
+# -- argument checks ------------------------------------------------------------------------------
+# Run before anything is built from the arguments, so malformed input of any shape gets an InvalidParams
+# error naming the field, never an internal error with a traceback, and never an echo of a
+# megabyte of junk: every value quoted in a message is clipped.
+MAX_TEXT = 100_000  # question / instruction characters (~25k tokens)
+MAX_URI = 4_096
+MAX_POSITION = 2**31 - 1  # LSP uinteger
+TEXT_FIELDS = ("uri", "question", "instruction", "thinking")
+
+
+def _kind(value: Any) -> str:
+    kinds = {dict: "an object", list: "an array", bool: "a boolean", type(None): "null"}
+    return kinds.get(type(value), "a number" if isinstance(value, (int, float)) else "a value")
+
+
+def check_arguments(ls: GlmServer, command: str, args: tuple[Any, ...]) -> None:
+    if len(args) != 1 or not isinstance(args[0], dict):
+        return  # one_object() says what is wrong with the shape
+    obj = args[0]
+    for name in TEXT_FIELDS:
+        value = obj.get(name)
+        if value is None or (name == "thinking" and isinstance(value, bool)):
+            continue
+        if not isinstance(value, str):
+            raise bad(command, f"'{name}' must be a string, not {_kind(value)} ({clip(value)})")
+        if len(value) > (MAX_URI if name == "uri" else MAX_TEXT):
+            raise bad(command, f"'{name}' is {len(value)} characters long, more than accepted")
+        check_encodable(command, name, value)
+        if name == "thinking" and value not in THINKING:
+            raise bad(
+                command, f"'thinking' is {clip(value)}; accepted values: auto, enabled, disabled"
+            )
+    limit = obj.get("limit")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise bad(command, f"'limit' is {clip(limit)}; give a whole number >= 1")
+    if obj.get("uri") is not None:
+        check_uri(ls, command, obj["uri"])
+    if obj.get("range") is not None:
+        check_range(command, "range", obj["range"])
+    if obj.get("diagnostics") is not None:
+        check_diagnostics(command, obj["diagnostics"])
+
+
+def check_encodable(command: str, name: str, value: str) -> None:
+    """JSON can carry lone UTF-16 surrogates; the tokenizer and the log cannot."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise bad(command, f"'{name}' has an unpaired surrogate at index {exc.start}") from None
+
+
+def check_uri(ls: GlmServer, command: str, uri: str) -> None:
+    """A file: URI of a path inside a workspace folder, also after following symlinks: the file
+    goes into the prompt, so a link to /etc/passwd must not smuggle it there."""
+    if not uri.startswith("file:"):
+        return  # requests.resolve_uri names the scheme problem
+    try:
+        path = to_fs_path(uri)
+    except ValueError as exc:
+        raise bad(command, f"'uri' {clip(uri)} is not a valid URI: {exc}") from None
+    if not path or "\x00" in path:
+        raise bad(command, f"'uri' {clip(uri)} does not name a file path")
+    if ".." in PurePosixPath(path).parts:
+        raise bad(command, f"'uri' {clip(uri)} contains '..'; send the normalised path")
+    try:
+        real = Path(os.path.realpath(path))
+    except (OSError, ValueError) as exc:
+        raise bad(command, f"'uri' {clip(uri)} cannot be resolved: {exc}") from None
+    if ls.folder_for_path(Path(path)) is not None and ls.folder_for_path(real) is None:
+        raise bad(
+            command, f"'uri' {clip(uri)} leads outside the workspace folders (a symbolic link)"
+        )
+    if any(len(part.encode("utf-8", "surrogatepass")) > 255 for part in real.parts):
+        raise bad(command, f"'uri' {clip(uri)} has a file name longer than 255 bytes")
+
+
+def check_range(command: str, name: str, value: Any) -> None:
+    if not isinstance(value, dict):
+        raise bad(command, f"'{name}' must be an object {{start, end}}, not {_kind(value)}")
+    for end in ("start", "end"):
+        position = value.get(end)
+        if not isinstance(position, dict):
+            raise bad(command, f"'{name}.{end}' must be an object {{line, character}}")
+        for key in ("line", "character"):
+            n = position.get(key)
+            if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= MAX_POSITION:
+                raise bad(
+                    command,
+                    f"'{name}.{end}.{key}' is {clip(n)}; give a whole number from 0 to "
+                    f"{MAX_POSITION}",
+                )
+
+
+def check_diagnostics(command: str, value: Any) -> None:
+    if not isinstance(value, list):
+        raise bad(command, f"'diagnostics' must be an array, not {_kind(value)}")
+    for i, item in enumerate(value):
+        if isinstance(item, str):
+            check_encodable(command, f"diagnostics[{i}]", item)
+            continue
+        if not isinstance(item, dict) or not isinstance(item.get("message"), str):
+            raise bad(command, f"'diagnostics[{i}]' must be a string or an object with a message")
+        check_encodable(command, f"diagnostics[{i}].message", item["message"])
+        if item.get("range") is not None:
+            check_range(command, f"diagnostics[{i}].range", item["range"])
+        source = item.get("source")
+        if source is not None and not isinstance(source, str):
+            raise bad(command, f"'diagnostics[{i}].source' must be a string")
+        if source is not None:
+            check_encodable(command, f"diagnostics[{i}].source", source)
 
 
 def resolve_uri(
@@ -153,11 +250,12 @@ def diagnostics_of(obj: dict[str, Any]) -> list[str]:
 
 def build_request(server: GlmServer, command: str, kind: str, args: tuple[Any, ...]) -> Target:
     obj = one_object(command, args)
+    check_arguments(server, command, args)
     question_key = {"refactor": "instruction", "explain": "question", "ask": "question"}.get(kind)
     instruction = None
     if question_key:
         instruction = text_field(command, obj, question_key, required=kind in ("refactor", "ask"))
-    thinking = thinking_field(command, obj)
+    thinking = thinking_field(obj)
     rng = range_field(command, obj, required=kind == "fix")
     found = resolve_uri(server, command, obj, required=kind != "ask")
     if found is None:
