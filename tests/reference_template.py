@@ -18,6 +18,9 @@ def reference_render(
         pytest.skip("../shared/reference/glm47_chat_template.jinja is absent")
     from transformers.utils.chat_template_utils import render_jinja_template
 
+    # What mlx_lm.server (process_message_content) and vLLM do before templating: a null content,
+    # the OpenAI shape of a pure tool call, becomes "" (Jinja alone would print 'None').
+    messages = [m | {"content": ""} if m.get("content", "") is None else m for m in messages]
     rendered, _ = render_jinja_template(
         [messages], tools=tools, chat_template=REFERENCE.read_text(), **kw
     )

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from glm_lsp.glm.format import completion_text, render_prompt, render_suffix
+from glm_lsp.glm import render_prompt
+from glm_lsp.glm.format import completion_text, render_suffix
 from glm_lsp.glm.tool_schemas import TOOLS
 from tests.reference_template import reference_render
 
@@ -128,6 +129,21 @@ def test_matches_reference_template(name: str, toolset: str) -> None:
         assert render_prompt(messages, tools, **flags) == reference_render(
             messages, tools, **flags
         ), flags
+
+
+def test_null_content_renders_as_the_serving_stacks_template_it() -> None:
+    """A pure tool call has `"content": null` in the OpenAI shape; the prompt holds no 'None'."""
+    for flags in FLAGS:
+        text = render_prompt(CONVERSATIONS["none content"], TOOLS, **flags)
+        assert "None" not in text
+        assert "<|assistant|></think><tool_call>outline" in text
+
+
+def test_render_prompt_is_importable_from_the_package() -> None:
+    import glm_lsp.glm
+    from glm_lsp.glm.format import render_prompt as from_module
+
+    assert glm_lsp.glm.render_prompt is from_module
 
 
 def test_defaults_keep_reasoning_and_open_thinking() -> None:

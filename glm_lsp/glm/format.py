@@ -36,7 +36,11 @@ def to_json(value: Any) -> str:
 
 
 def _text(value: Any) -> str:
-    """The template's `visible_text` macro, including its quirk of rendering None as 'None'."""
+    """The template's `visible_text` macro. A null content (the OpenAI shape of a pure tool call)
+    is "": mlx_lm.server and vLLM turn None into "" before templating, where Jinja would print
+    the text 'None' into the prompt."""
+    if value is None:
+        return ""
     if isinstance(value, str):
         return value
     if isinstance(value, Sequence) and not isinstance(value, (bytes, bytearray)):
