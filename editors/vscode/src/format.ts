@@ -71,7 +71,8 @@ export function thinkingDocument(turns: readonly ThinkingTurn[]): string {
 /** glm.explain / glm.ask result as a Markdown document: the answer, then reasoning and figures. */
 export function answerDocument(command: string, result: AnswerResult): string {
   const stats = formatStats(result.stats);
-  const reasoning = result.reasoning?.trim() ? `\n\n${reasoningSection('## Reasoning', [result.reasoning])}` : '';
+  const parts = Array.isArray(result.reasoning) ? result.reasoning.filter((r) => r.trim() !== '') : [];
+  const reasoning = parts.length ? `\n\n${reasoningSection('## Reasoning', parts)}` : '';
   return (
     `# GLM turn ${result.turn} · ${command}\n\n${result.text.trim() || '_Empty answer._'}` +
     `${reasoning}${stats ? `\n\n---\n${stats}` : ''}\n`

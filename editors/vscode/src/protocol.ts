@@ -51,7 +51,8 @@ export interface AskArgs {
 /** Result of glm.explain and glm.ask. */
 export interface AnswerResult {
   text: string;
-  reasoning: string;
+  /** One entry per completion that reasoned (interleaved thinking), as the server sends it. */
+  reasoning: string[];
   turn: number;
   stats?: Stats;
 }

@@ -1,4 +1,6 @@
 import { strict as assert } from 'node:assert';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { describe, it } from 'node:test';
 import {
   answerDocument,
@@ -60,13 +62,24 @@ describe('format: documents', () => {
   });
 
   it('renders an answer with its reasoning and figures', () => {
-    const doc = answerDocument('glm.explain', { text: 'It parses.\n', reasoning: 'hmm', turn: 3, stats });
+    const doc = answerDocument('glm.explain', { text: 'It parses.\n', reasoning: ['hmm'], turn: 3, stats });
     assert.equal(
       doc,
       '# GLM turn 3 · glm.explain\n\nIt parses.\n\n## Reasoning\n\n```text\nhmm\n```\n\n---\n' +
         '1200 prompt tokens (1000 reused) · 64 generated · first token 312 ms · 23.5 tok/s\n',
     );
-    assert.equal(answerDocument('glm.ask', { text: '', reasoning: '', turn: 1 }), '# GLM turn 1 · glm.ask\n\n_Empty answer._\n');
+    assert.equal(answerDocument('glm.ask', { text: '', reasoning: [], turn: 1 }), '# GLM turn 1 · glm.ask\n\n_Empty answer._\n');
+    assert.equal(answerDocument('glm.ask', { text: 'a', reasoning: ['', ' '], turn: 1 }), '# GLM turn 1 · glm.ask\n\na\n');
+  });
+
+  it('renders the server\'s own explain result (reasoning is a list on the wire)', () => {
+    // Written by tests/test_server.py from a real glm.explain answer, so a drift in the wire
+    // shape fails here as well as there.
+    const wire = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'src', 'test', 'fixtures', 'explain-result.json'), 'utf8'));
+    assert.ok(Array.isArray(wire.reasoning) && wire.reasoning.length === 2);
+    const doc = answerDocument('glm.explain', wire);
+    assert.match(doc, /## Reasoning 1 of 2\n\n```text\n[^`]+\n```\n\n## Reasoning 2 of 2/);
+    assert.ok(doc.includes(wire.text.trim()));
   });
 
   it('firstLine trims and truncates', () => {
