@@ -1,5 +1,6 @@
-"""A raw JSON-RPC client for `glm-lsp serve` over stdio, for tests that need what a well-behaved
-client library will not do: malformed params, bursts of requests and cancels, kill -9.
+"""A raw JSON-RPC client for `glm-lsp serve` over stdio or TCP, for tests that need what a
+well-behaved client library will not do: malformed params, bursts of requests and cancels, kill -9,
+a wrong token, two clients at once.
 
 Synchronous on purpose: hypothesis drives it from a plain test function, and every wait has a
 timeout. A reader thread answers the server's own requests (applyEdit, progress, registration).
@@ -7,16 +8,18 @@ timeout. A reader thread answers the server's own requests (applyEdit, progress,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 TIMEOUT = 60.0
 CAPABILITIES = {
@@ -42,20 +45,11 @@ class RpcError(Exception):
         self.message = str(error.get("message"))
 
 
-class WireClient:
-    def __init__(
-        self, argv: list[str], *, stderr_path: Path, env: dict[str, str] | None = None
-    ) -> None:
-        self.stderr_path = stderr_path
-        # A file, so a chatty server never blocks on a full pipe; closed by kill()/close().
-        self._stderr = open(stderr_path, "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
-        )
+class RpcConnection:
+    """One JSON-RPC connection over a pair of byte streams; a reader thread dispatches messages."""
+
+    def __init__(self, incoming: BinaryIO, outgoing: BinaryIO) -> None:
+        self._in, self._out = incoming, outgoing
         self._write_lock = threading.Lock()
         self._cond = threading.Condition()
         self._responses: dict[Any, dict[str, Any]] = {}
@@ -81,18 +75,19 @@ class WireClient:
     def send_raw(self, body: bytes) -> None:
         frame = b"Content-Length: %d\r\n\r\n" % len(body) + body
         with self._write_lock:
-            assert self.proc.stdin is not None
-            self.proc.stdin.write(frame)
-            self.proc.stdin.flush()
+            self._out.write(frame)
+            self._out.flush()
 
     def _read_loop(self) -> None:
-        out = self.proc.stdout
-        assert out is not None
+        out = self._in
         try:
             while True:
                 length = None
                 while True:
-                    line = out.readline()
+                    try:
+                        line = out.readline()
+                    except OSError:  # a reset connection ends like a closed one
+                        return
                     if not line:
                         return
                     line = line.strip()
@@ -149,7 +144,7 @@ class WireClient:
                 if left <= 0:
                     raise TimeoutError(f"no answer to request {msg_id!r} within {timeout} s")
                 if self.closed.is_set():
-                    raise ConnectionError(f"the server closed stdout (exit {self.proc.poll()})")
+                    raise ConnectionError(self._closed_message())
                 self._cond.wait(min(left, 0.5))
             return self._responses.pop(msg_id)
 
@@ -212,6 +207,32 @@ class WireClient:
         self.notify("initialized", {})
         return result
 
+    def _closed_message(self) -> str:
+        return "the server closed the connection"
+
+
+class WireClient(RpcConnection):
+    """`glm-lsp serve` (stdio) as a child process."""
+
+    def __init__(
+        self, argv: list[str], *, stderr_path: Path, env: dict[str, str] | None = None
+    ) -> None:
+        self.stderr_path = stderr_path
+        # A file, so a chatty server never blocks on a full pipe; closed by kill()/close().
+        self._stderr = open(stderr_path, "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
+        )
+        assert self.proc.stdout is not None and self.proc.stdin is not None
+        super().__init__(self.proc.stdout, self.proc.stdin)
+
+    def _closed_message(self) -> str:
+        return f"the server closed stdout (exit {self.proc.poll()})"
+
     def kill(self) -> None:
         """kill -9: no shutdown, no flush, nothing the server could do about it."""
         if self.proc.poll() is None:
@@ -236,6 +257,24 @@ class WireClient:
         if not self._stderr.closed:
             self._stderr.flush()
         return self.stderr_path.read_text(errors="replace")
+
+
+class SocketClient(RpcConnection):
+    """One TCP connection to `glm-lsp serve --tcp`."""
+
+    def __init__(self, host: str, port: int, timeout: float = TIMEOUT) -> None:
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock.settimeout(None)  # the reader thread blocks; every wait has its own timeout
+        super().__init__(self.sock.makefile("rb"), self.sock.makefile("wb"))
+
+    def close(self) -> None:
+        """Drops the connection at once: no shutdown, as an editor that crashed would."""
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+        self.closed.wait(TIMEOUT)
+        self._in.close()
+        self._out.close()
 
 
 def start_server(
