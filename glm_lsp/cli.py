@@ -93,6 +93,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return run_command(args, settings_from(args))
 
 
+def _cmd_undo(args: argparse.Namespace) -> int:
+    from glm_lsp.commands.undo import undo_command
+
+    return undo_command(Path(args.workspace), settings_from(args))
+
+
 def _cmd_log(args: argparse.Namespace) -> int:
     from glm_lsp.commands.show_log import show_log
 
@@ -108,7 +114,16 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from glm_lsp.server import serve
 
-    return serve(settings_from(args), tcp=args.tcp, host=args.host, port=args.port)
+    if not args.tcp and (args.token_file or args.allow_remote):
+        raise UsageError("--token-file and --allow-remote only apply with --tcp")
+    return serve(
+        settings_from(args),
+        tcp=args.tcp,
+        host=args.host,
+        port=args.port,
+        token_file=args.token_file,
+        allow_remote=args.allow_remote,
+    )
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -135,9 +150,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the LSP server (stdio unless --tcp)")
-    serve.add_argument("--tcp", action="store_true")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=2087)
+    serve.add_argument("--tcp", action="store_true", help="listen on TCP (needs a token)")
+    serve.add_argument("--host", default="127.0.0.1", help="loopback only without --allow-remote")
+    serve.add_argument("--port", type=int, default=2087, help="0 picks a free port")
+    serve.add_argument(
+        "--token-file",
+        metavar="PATH",
+        help="file holding the token TCP clients send as initializationOptions.token "
+        "(default: $GLM_LSP_TOKEN, else a new one written to a private file named on stderr)",
+    )
+    serve.add_argument(
+        "--allow-remote", action="store_true", help="allow a --host other machines can reach"
+    )
     add_setting_flags(serve)
     serve.set_defaults(func=_cmd_serve)
 
@@ -148,8 +172,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--file", help="workspace-relative file the request is about")
     run.add_argument("--lines", help="line range of the file, e.g. 10-24")
     run.add_argument("--apply", action="store_true", help="write the proposed edit")
+    run.add_argument(
+        "--allow-sensitive",
+        action="store_true",
+        help="with --apply, also write files that run code on their own (CI, .envrc, tasks)",
+    )
     add_setting_flags(run)
     run.set_defaults(func=_cmd_run)
+
+    undo = sub.add_parser("undo", help="revert the last applied edit if its files are unchanged")
+    undo.add_argument("workspace")
+    add_setting_flags(undo)
+    undo.set_defaults(func=_cmd_undo)
 
     demo = sub.add_parser("demo", help="explain + multi-file refactor over LSP on a fixture copy")
     demo.add_argument("--cache-dir", help="where the tiny demo model is kept between runs")
@@ -217,6 +251,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("glm-lsp: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug: say so, but never print the API key or a token
+        return _unexpected(exc, args)
+
+
+def _unexpected(exc: Exception, args: argparse.Namespace) -> int:
+    import traceback
+
+    from glm_lsp.masking import environment_secrets, mask
+
+    secrets = environment_secrets([getattr(args, "apiKeyEnv", None), Settings().apiKeyEnv])
+    if args.verbose:
+        print(mask("".join(traceback.format_exception(exc)), secrets), file=sys.stderr, end="")
+    detail = mask(f"{type(exc).__name__}: {exc}", secrets)
+    print(f"glm-lsp: error: unexpected {detail} (run with -v for the traceback)", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":

@@ -265,9 +265,8 @@ def test_serve_over_tcp(tmp_path: Path, tiny_model_dir: Path) -> None:
         port = probe.getsockname()[1]
     cmd = [sys.executable, "-m", "glm_lsp.cli", "serve", "--tcp", "--host", "127.0.0.1"]
     cmd += ["--port", str(port), "--model", str(tiny_model_dir)]
-    proc = subprocess.Popen(
-        cmd, env={**os.environ, "HF_HUB_OFFLINE": "1"}, stderr=subprocess.PIPE, text=True
-    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GLM_LSP_TOKEN": "tcp-test-token"}
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
     try:
         for _ in range(300):  # bounded: up to 30 s for the interpreter to start listening
             try:
@@ -279,7 +278,12 @@ def test_serve_over_tcp(tmp_path: Path, tiny_model_dir: Path) -> None:
         else:
             raise AssertionError("glm-lsp serve --tcp did not listen")
         with conn, conn.makefile("rb") as f:
-            init = {"processId": None, "rootUri": root.as_uri(), "capabilities": {}}
+            init = {
+                "processId": None,
+                "rootUri": root.as_uri(),
+                "capabilities": {},
+                "initializationOptions": {"token": "tcp-test-token"},
+            }
             conn.sendall(
                 _frame({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": init})
             )
@@ -302,7 +306,8 @@ def test_serve_over_tcp(tmp_path: Path, tiny_model_dir: Path) -> None:
             conn.sendall(_frame({"jsonrpc": "2.0", "id": 3, "method": "shutdown"}))
             assert "error" not in _response(f, 3)
             conn.sendall(_frame({"jsonrpc": "2.0", "method": "exit"}))
-        proc.wait(timeout=TIMEOUT)
+            assert f.read() == b""  # `exit` ends this connection (bounded by the socket timeout)
+        assert proc.poll() is None  # but not the server: other clients may be connected
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -221,7 +221,7 @@ def test_without_a_token_one_is_generated_in_a_private_file(tmp_path: Path) -> N
     runtime = tmp_path / "run"
     runtime.mkdir(mode=0o700)
     with tcp_server(tmp_path, tmp_path / "m", env={"XDG_RUNTIME_DIR": str(runtime)}) as server:
-        found = re.search(r"token in (\S+) ", server.stderr())
+        found = re.search(r"token is in (\S+) ", server.stderr())
         assert found, server.stderr()
         token_path = Path(found.group(1))
         assert token_path.parent == runtime / "glm-lsp"

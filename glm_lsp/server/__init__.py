@@ -26,25 +26,36 @@ class AnsweredErrors(logging.Filter):
         return True
 
 
-def build_server(settings: Settings) -> GlmServer:
+def build_server(settings: Settings, token: str | None = None) -> GlmServer:
+    """A server for one client; `token` (TCP) must arrive in initializationOptions.token."""
     from glm_lsp.server.handlers import register
 
-    server = GlmServer(settings)
+    server = GlmServer(settings, token=token)
     register(server)
     return server
 
 
 def serve(
-    settings: Settings, *, tcp: bool = False, host: str = "127.0.0.1", port: int = 2087
+    settings: Settings,
+    *,
+    tcp: bool = False,
+    host: str = "127.0.0.1",
+    port: int = 2087,
+    token_file: str | None = None,
+    allow_remote: bool = False,
 ) -> int:
-    server = build_server(settings)
+    """stdio: one server for the parent's pipe. TCP: a token and one server per connection."""
     for name in ("pygls.protocol.json_rpc", "pygls.server", "pygls.io_", "asyncio"):
         logging.getLogger(name).addFilter(AnsweredErrors())
+    if tcp:
+        from glm_lsp.server.tcp import check_host, read_token, serve_tcp
+
+        check_host(host, allow_remote)
+        serve_tcp(settings, host, port, read_token(token_file), build_server)
+        return 0
+    server = build_server(settings)
     try:
-        if tcp:
-            server.start_tcp(host, port)
-        else:
-            server.start_io()
+        server.start_io()
     finally:
         server.stop()
     return 0

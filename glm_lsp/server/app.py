@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
+import inspect
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -10,19 +12,20 @@ from typing import Any
 from urllib.parse import unquote
 
 from lsprotocol import types as lsp
-from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcInvalidRequest
 from pygls.lsp.server import LanguageServer
 from pygls.protocol import LanguageServerProtocol
 from pygls.uris import to_fs_path
 
 from glm_lsp import __version__
+from glm_lsp.agent.edit_store import EditStore, StoredEdit
 from glm_lsp.agent.edits import ChangeSet, check_unchanged, confinement_problems
 from glm_lsp.agent.session import Session
 from glm_lsp.config import Settings, SettingsError
 from glm_lsp.runtime.factory import make_backend
-from glm_lsp.server.edit_store import EditStore, StoredEdit
 from glm_lsp.server.jobs import Job, Worker
 from glm_lsp.server.lsp_edits import stale_open_docs, to_document_changes
+from glm_lsp.textfile import read_view
 from glm_lsp.workspace import WorkspaceIndex, WorkspaceWatcher
 
 log = logging.getLogger(__name__)
@@ -44,11 +47,60 @@ class AnsweredMalformed(JsonRpcInvalidParams):
     """A request pygls could not structure, already answered with InvalidParams."""
 
 
+NOT_AUTHORIZED = (
+    "not authorized: this glm-lsp TCP server needs its token as initializationOptions.token "
+    "(the value of GLM_LSP_TOKEN, of --token-file, or of the token file the server named on "
+    "its stderr); closing the connection"
+)
+
+
 class GlmProtocol(LanguageServerProtocol):
+    # A TCP connection's secret; None on stdio, where the pipe belongs to the parent process.
+    expected_token: str | None = None
+    authenticated = False
+    refused = False  # this connection was refused and closed: whatever else it sent is dropped
+    closing: asyncio.Future[Any] | None = None
+
+    def handle_message(self, message: Any) -> None:
+        """The token gate: before the right initialize, nothing reaches a handler."""
+        if self.refused:
+            return
+        expected = self.expected_token
+        if getattr(message, "method", None) == lsp.INITIALIZE:
+            presented = _take_token(message.params)
+            if not self.authenticated and expected is not None:
+                if not _same_token(presented, expected):
+                    self.refuse(message)
+                    return
+                self.authenticated = True
+        elif not self.authenticated and expected is not None:
+            self.refuse(message)
+            return
+        super().handle_message(message)
+
+    def refuse(self, message: Any) -> None:
+        """An error for a request (never echoing what it sent), then close the connection."""
+        self.refused = True
+        msg_id = getattr(message, "id", None)
+        if msg_id is not None and getattr(message, "method", None) is not None:
+            error = JsonRpcInvalidRequest(NOT_AUTHORIZED).to_response_error()
+            self._send_response(msg_id, error=error)
+        log.warning("refused a TCP connection that did not present the token")
+        self.close_connection()
+
+    def close_connection(self) -> None:
+        if self.writer is not None:
+            closing = self.writer.close()  # asyncio's StreamWriter: flushes what was written first
+            if inspect.isawaitable(closing):  # a websocket-style writer
+                self.closing = asyncio.ensure_future(closing)
+
     def structure_message(self, data: dict[str, Any]) -> Any:
         try:
             return super().structure_message(data)
         except JsonRpcException:
+            if not self.authenticated and self.expected_token is not None:
+                self.refuse(_Unstructured(data))
+                raise AnsweredMalformed(NOT_AUTHORIZED) from None
             # pygls logs and drops a request it cannot structure (e.g. executeCommand without
             # params): answer it, or the client waits for ever.
             if "id" in data and "method" in data:
@@ -66,6 +118,26 @@ class GlmProtocol(LanguageServerProtocol):
         server: GlmServer = self._server  # type: ignore[assignment]
         server.cancel_request(msg_id)
         super()._handle_cancel_notification(msg_id)
+
+
+class _Unstructured:
+    """A message pygls could not structure, as far as the gate needs it."""
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.id, self.method = data.get("id"), data.get("method")
+
+
+def _take_token(params: Any) -> Any:
+    """Removes `token` from initializationOptions, in every transport: it is not a setting, and
+    pygls logs the initialize params."""
+    options = getattr(params, "initialization_options", None)
+    return options.pop("token", None) if isinstance(options, dict) else None
+
+
+def _same_token(presented: Any, expected: str) -> bool:
+    if not isinstance(presented, str):
+        return False
+    return hmac.compare_digest(presented.encode("utf-8"), expected.encode("utf-8"))
 
 
 class Folder:
@@ -116,8 +188,7 @@ class Folder:
         opened = self.open_doc(rel)
         if opened is not None:
             return opened[0]
-        path = self.root / rel
-        return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else None
+        return read_view(self.root / rel)  # as the editor would show it
 
     @property
     def edits(self) -> EditStore:
@@ -165,10 +236,13 @@ def lsp_settings(raw: Any) -> dict[str, Any]:
 
 
 class GlmServer(LanguageServer):
-    def __init__(self, flags: Settings) -> None:
+    protocol: GlmProtocol
+
+    def __init__(self, flags: Settings, *, token: str | None = None) -> None:
         # pygls's pool only reads stdin (we have no @thread handlers): one reader needs one thread,
         # and a larger pool grows by a thread whenever a read is submitted before the last returns.
         super().__init__("glm-lsp", __version__, protocol_cls=GlmProtocol, max_workers=1)
+        self.protocol.expected_token = token  # a TCP connection must present it (server/tcp.py)
         # Command-line flags win over LSP settings (design section 3): keep only those given.
         defaults = Settings()
         self.flags = {k: v for k, v in flags.to_dict().items() if getattr(defaults, k) != v}
