@@ -13,7 +13,7 @@ from pygls.uris import to_fs_path
 
 from glm_lsp.server import commands, edit_commands
 from glm_lsp.server.app import GlmServer
-from glm_lsp.server.requests import widen
+from glm_lsp.server.requests import accepted_document, widen
 
 log = logging.getLogger(__name__)
 EXPLAIN_KIND = "source.glm.explain"
@@ -120,15 +120,15 @@ def _wanted(kind: str, only: list[str] | None) -> bool:
 
 
 def code_actions(ls: GlmServer, params: lsp.CodeActionParams) -> list[lsp.CodeAction]:
-    path = to_fs_path(params.text_document.uri)
-    found = ls.folder_for_path(Path(path)) if path else None
-    rng: lsp.Range | None = params.range
-    if found is not None:
-        folder, rel = found
-        text = folder.read(rel)
-        if text is not None:
-            rng, _symbol = widen(folder, rel, text, rng)
     uri = params.text_document.uri
+    found = accepted_document(ls, "codeAction", uri)
+    if found is None:  # untitled:, a notebook cell, another host, outside the folders
+        return []
+    folder, rel = found
+    rng: lsp.Range | None = params.range
+    text = folder.read(rel)
+    if text is not None:
+        rng, _symbol = widen(folder, rel, text, rng)
     arg: dict[str, Any] = {"uri": uri, "range": ls.protocol._converter.unstructure(rng)}
     only = [str(k) for k in params.context.only] if params.context.only else None
     actions = []

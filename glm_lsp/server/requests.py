@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 from lsprotocol import types as lsp
 from pygls.exceptions import JsonRpcInvalidParams
@@ -131,15 +132,33 @@ def check_encodable(command: str, name: str, value: str) -> None:
         raise bad(command, f"'{name}' has an unpaired surrogate at index {exc.start}") from None
 
 
+def is_file_uri(uri: str) -> bool:
+    """URI schemes are case-insensitive (RFC 3986): FILE:/// is a file URI too."""
+    return uri[:5].lower() == "file:"
+
+
+def local_path(uri: str) -> str | None:
+    """The path of a local file: URI; None for untitled:, notebook cells, other schemes and
+    other hosts (file://server/share is not this machine's file)."""
+    if not is_file_uri(uri):
+        return None
+    parts = urlsplit(uri)
+    if parts.netloc.lower() not in ("", "localhost"):
+        return None
+    return to_fs_path(urlunsplit(("file", "", parts.path, "", "")))
+
+
 def check_uri(ls: GlmServer, command: str, uri: str) -> None:
     """A file: URI of a path inside a workspace folder, also after following symlinks: the file
     goes into the prompt, so a link to /etc/passwd must not smuggle it there."""
-    if not uri.startswith("file:"):
+    if not is_file_uri(uri):
         return  # requests.resolve_uri names the scheme problem
     try:
-        path = to_fs_path(uri)
+        path = local_path(uri)
     except ValueError as exc:
         raise bad(command, f"'uri' {clip(uri)} is not a valid URI: {exc}") from None
+    if path is None:
+        raise bad(command, f"'uri' {clip(uri)} names another host; only local files are served")
     if not path or "\x00" in path:
         raise bad(command, f"'uri' {clip(uri)} does not name a file path")
     if ".." in PurePosixPath(path).parts:
@@ -198,13 +217,23 @@ def resolve_uri(
     uri = text_field(command, obj, "uri", required=required)
     if uri is None:
         return None
-    if not uri.startswith("file:"):
+    if not is_file_uri(uri):
         raise bad(command, f"'uri' {clip(uri)} is not a file: URI")
-    path = to_fs_path(uri)
+    path = local_path(uri)
     found = server.folder_for_path(Path(path)) if path else None
     if found is None:
-        raise bad(command, f"'uri' {uri} is outside the workspace folders")
+        raise bad(command, f"'uri' {clip(uri)} is outside the workspace folders")
     return found
+
+
+def accepted_document(server: GlmServer, command: str, uri: str) -> tuple[Folder, str] | None:
+    """Folder and path of a document the commands would take, else None: code actions are
+    offered only where running them can work."""
+    try:
+        check_uri(server, command, uri)
+        return resolve_uri(server, command, {"uri": uri}, required=True)
+    except JsonRpcInvalidParams:
+        return None
 
 
 def symbol_range(folder: Folder, rel: str, text: str, line: int) -> tuple[lsp.Range, str] | None:
