@@ -18,14 +18,13 @@ from pygls.protocol import LanguageServerProtocol
 from pygls.uris import to_fs_path
 
 from glm_lsp import __version__
-from glm_lsp.agent.edit_store import EditStore, StoredEdit
 from glm_lsp.agent.edits import ChangeSet, check_unchanged, confinement_problems
 from glm_lsp.agent.session import Session
 from glm_lsp.config import Settings, SettingsError
 from glm_lsp.runtime.factory import make_backend
+from glm_lsp.server.edit_store import EditStore, StoredEdit
 from glm_lsp.server.jobs import Job, Worker
 from glm_lsp.server.lsp_edits import stale_open_docs, to_document_changes
-from glm_lsp.textfile import read_view
 from glm_lsp.workspace import WorkspaceIndex, WorkspaceWatcher
 
 log = logging.getLogger(__name__)
@@ -188,7 +187,8 @@ class Folder:
         opened = self.open_doc(rel)
         if opened is not None:
             return opened[0]
-        return read_view(self.root / rel)  # as the editor would show it
+        path = self.root / rel
+        return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else None
 
     @property
     def edits(self) -> EditStore:
