@@ -13,6 +13,7 @@ M.defaults = {
   filetypes = nil, -- nil: every filetype
   root_markers = { '.git', '.hg', '.jj', '.glm-lsp' }, -- first found upwards wins; else cwd
   single_server = true, -- one server (one loaded model) for every project, as workspace folders
+  token = nil, -- `serve --tcp` only: the token (string) or a function returning it, read per connection
   float = { width = 84, height = 18, border = 'rounded', auto_open = true },
 }
 
@@ -95,6 +96,17 @@ local function lsp_config(opts)
     },
     commands = commands.client_commands(),
   }
+  if opts.token ~= nil then
+    -- Added to initializationOptions only (never to `settings`, which the server would reject as
+    -- an unknown key); a function is called at each start, so a regenerated token file is re-read.
+    config.before_init = function(params)
+      local token = opts.token
+      if type(token) == 'function' then
+        token = token()
+      end
+      params.initializationOptions = vim.tbl_extend('force', params.initializationOptions or {}, { token = token })
+    end
+  end
   if opts.single_server then
     config.reuse_client = function(client, cfg)
       return client.name == cfg.name and not client:is_stopped()
@@ -104,13 +116,14 @@ local function lsp_config(opts)
 end
 
 --- Registers and enables the server and creates the user commands.
---- opts: cmd, settings, filetypes, root_markers, single_server, float (see :help glm_lsp-setup).
+--- opts: cmd, settings, filetypes, root_markers, single_server, token, float (see :help glm_lsp-setup).
 function M.setup(opts)
   opts = opts or {}
   vim.validate('opts.cmd', opts.cmd, { 'table', 'function' }, true)
   vim.validate('opts.settings', opts.settings, 'table', true)
   vim.validate('opts.filetypes', opts.filetypes, 'table', true)
   vim.validate('opts.root_markers', opts.root_markers, 'table', true)
+  vim.validate('opts.token', opts.token, { 'string', 'function' }, true)
   -- Lists replace the defaults (a deep merge would splice list items together).
   local config = vim.tbl_extend('force', vim.deepcopy(M.defaults), opts)
   config.float = vim.tbl_extend('force', M.defaults.float, opts.float or {})
