@@ -18,11 +18,11 @@ from pygls.protocol import LanguageServerProtocol
 from pygls.uris import to_fs_path
 
 from glm_lsp import __version__
+from glm_lsp.agent.edit_store import EditStore, StoredEdit
 from glm_lsp.agent.edits import ChangeSet, check_unchanged, confinement_problems
 from glm_lsp.agent.session import Session
 from glm_lsp.config import Settings, SettingsError
 from glm_lsp.runtime.factory import make_backend
-from glm_lsp.server.edit_store import EditStore, StoredEdit
 from glm_lsp.server.jobs import Job, Worker
 from glm_lsp.server.lsp_edits import stale_open_docs, to_document_changes
 from glm_lsp.workspace import WorkspaceIndex, WorkspaceWatcher

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from glm_lsp.agent.edit_store import StoredEdit
 from glm_lsp.agent.rebase import rebase
 from glm_lsp.server.app import GlmServer
 from glm_lsp.server.commands import changes_of, folder_of
-from glm_lsp.server.edit_store import StoredEdit
 from glm_lsp.server.lsp_edits import current_text, inverse, undo_problems
 from glm_lsp.server.requests import one_object
 
