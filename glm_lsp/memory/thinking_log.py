@@ -19,13 +19,44 @@ log = logging.getLogger(__name__)
 LOG_FILE = "thinking.jsonl"
 
 
+IGNORE_ALL = "*\n"
+
+
 def prepare_state_dir(state_dir: Path) -> Path:
     """Create the state dir (private) with a .gitignore holding `*` so it never gets committed."""
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     ignore = state_dir / ".gitignore"
+    _tighten(state_dir, ignore)
     if not ignore.exists():
-        ignore.write_text("*\n")
+        ignore.write_text(IGNORE_ALL)
     return state_dir
+
+
+def _is_ours(state_dir: Path, ignore: Path) -> bool:
+    """Our own state dir: our .gitignore in it, or nothing in it yet."""
+    try:
+        if ignore.exists():
+            return ignore.read_text() == IGNORE_ALL
+        return next(state_dir.iterdir(), None) is None
+    except OSError:
+        return False
+
+
+def _tighten(state_dir: Path, ignore: Path) -> None:
+    """An existing state dir made by an older version or a umask of 022 holds the log and the
+    KV cache: make it 0700. Only a dir that is ours (our uid, our files): a stateDir set to a
+    shared folder is reported, never chmod-ed."""
+    info = state_dir.stat()
+    if info.st_mode & 0o077 == 0:
+        return
+    if info.st_uid == os.getuid() and _is_ours(state_dir, ignore):
+        os.chmod(state_dir, 0o700)
+    else:
+        log.warning(
+            "state dir %s is readable by other users and holds the thinking log; "
+            "run chmod 700 on it or set stateDir to a private folder",
+            state_dir,
+        )
 
 
 @dataclass
