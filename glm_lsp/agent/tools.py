@@ -136,9 +136,9 @@ class ToolBox:
             read_text=lambda rel: None if rel in removed else self.overlay.read(rel),
             extra_files=self.overlay.created_paths(),
         )
-        if not hits:
-            return f"no matches for {pattern!r}"
-        return "\n".join(hits)
+        lines = list(hits) or [f"no matches for {pattern!r}"]
+        # The note says why the search ended early (time or hit bound), so the model narrows it.
+        return "\n".join([*lines, hits.note] if hits.note else lines)
 
     def outline(self, path: str) -> str:
         rel, text = self._text(path)

@@ -27,7 +27,16 @@ from .ignore import (
     walk_tree,
 )
 from .outline import Symbol, innermost, language_for, parse_outline
-from .search import BINARY_PROBE, compile_matcher, format_hit, read_text_file
+from .search import (
+    BINARY_PROBE,
+    SEARCH_SECONDS,
+    Deadline,
+    SearchHits,
+    SearchStopped,
+    compile_matcher,
+    format_hit,
+    read_text_file,
+)
 from .watcher import Change, ChangeJournal
 
 CHANGE_KINDS = ("created", "modified", "deleted", "moved")
@@ -118,29 +127,39 @@ class WorkspaceIndex:
         max_results: int = 200,
         read_text: Callable[[str], str | None] | None = None,
         extra_files: Iterable[str] = (),
-    ) -> list[str]:
+        time_limit: float = SEARCH_SECONDS,
+    ) -> SearchHits:
         """Matching lines as "path:line: text", files in path order.
 
         `read_text(rel)`, when given, replaces reading the disk: it returns the caller's view
         (open buffer, pending edit, else disk) or None for a file that is gone; a file it raises
-        for is skipped. `extra_files` adds paths that exist only in that view.
+        for is skipped. `extra_files` adds paths that exist only in that view. Bounded by
+        `max_results` hits and `time_limit` seconds; the result's `note` says which ended it.
         """
-        matcher = compile_matcher(pattern, regex)
+        deadline = Deadline(time_limit)
+        matcher = compile_matcher(pattern, regex, deadline)
         prefix = clean_rel(path)
         candidates = set(self.list_files(prefix))
         for extra in extra_files:
             rel = clean_rel(extra)
             if is_under(rel, prefix) and not self.is_ignored(rel):
                 candidates.add(rel)
-        hits: list[str] = []
-        for rel in sorted(candidates):
-            text = self._read_disk(rel) if read_text is None else self._read_via(read_text, rel)
-            if text is None:
-                continue
-            for line_no, line in matcher(text):
-                hits.append(format_hit(rel, line_no, line))
-                if len(hits) >= max_results:
-                    return hits
+        hits = SearchHits()
+        try:
+            for rel in sorted(candidates):
+                deadline.check()
+                text = self._read_disk(rel) if read_text is None else self._read_via(read_text, rel)
+                if text is None:
+                    continue
+                for line_no, line in matcher(text):
+                    hits.append(format_hit(rel, line_no, line))
+                    if len(hits) >= max_results:
+                        hits.note = (
+                            f"[stopped at {max_results} matches; narrow the pattern or path]"
+                        )
+                        return hits
+        except SearchStopped as stop:
+            hits.note = str(stop)
         return hits
 
     def outline(self, rel: str, text: str | None = None) -> list[Symbol]:

@@ -11,6 +11,7 @@ import hashlib
 import importlib
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 
@@ -117,6 +118,10 @@ _CONTAINERS = frozenset({"class", "interface", "impl", "trait", "struct"})
 # Parents whose range belongs to the definition (decorators, `export`, `local`).
 _WRAPPERS = frozenset({"decorated_definition", "export_statement", "variable_declaration"})
 _CACHE_SIZE = 4096
+# A generated file can hold tens of thousands of symbols: the outline tool and the prompt's
+# outline stay within a model's context.
+MAX_OUTLINE = 500
+_MAX_NAME = 200
 
 
 def language_for(rel: str) -> str | None:
@@ -266,11 +271,22 @@ def innermost(symbols: list[Symbol] | tuple[Symbol, ...], line: int) -> Symbol |
     return None
 
 
-def format_outline(symbols: list[Symbol] | tuple[Symbol, ...], indent: int = 0) -> str:
-    """Compact text for the model: one symbol a line, children indented two spaces."""
-    lines: list[str] = []
+def format_outline(
+    symbols: list[Symbol] | tuple[Symbol, ...], indent: int = 0, *, max_lines: int = MAX_OUTLINE
+) -> str:
+    """Compact text for the model: one symbol a line, children indented two spaces; at most
+    `max_lines` lines, then a note saying how many were left out."""
+    lines = list(_outline_lines(symbols, indent))
+    if len(lines) <= max_lines:
+        return "\n".join(lines)
+    left = len(lines) - max_lines
+    return "\n".join(lines[:max_lines]) + (
+        f"\n[outline truncated: {left} more symbols; read_file with start_line/end_line]"
+    )
+
+
+def _outline_lines(symbols: list[Symbol] | tuple[Symbol, ...], indent: int) -> Iterator[str]:
     for s in symbols:
-        lines.append(f"{'  ' * indent}{s.kind} {s.name} (lines {s.start_line}-{s.end_line})")
-        if s.children:
-            lines.append(format_outline(s.children, indent + 1))
-    return "\n".join(lines)
+        name = s.name if len(s.name) <= _MAX_NAME else s.name[:_MAX_NAME] + "…"
+        yield f"{'  ' * indent}{s.kind} {name} (lines {s.start_line}-{s.end_line})"
+        yield from _outline_lines(s.children, indent + 1)
