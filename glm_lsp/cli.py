@@ -235,6 +235,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("glm-lsp: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug: say so, but never print the API key or a token
+        return _unexpected(exc, args)
+
+
+def _unexpected(exc: Exception, args: argparse.Namespace) -> int:
+    import traceback
+
+    from glm_lsp.masking import environment_secrets, mask
+
+    secrets = environment_secrets([getattr(args, "apiKeyEnv", None), Settings().apiKeyEnv])
+    if args.verbose:
+        print(mask("".join(traceback.format_exception(exc)), secrets), file=sys.stderr, end="")
+    detail = mask(f"{type(exc).__name__}: {exc}", secrets)
+    print(f"glm-lsp: error: unexpected {detail} (run with -v for the traceback)", file=sys.stderr)
+    return 1
+
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from glm_lsp.config import Settings
 from glm_lsp.glm.format import THINK_CLOSE, THINK_OPEN, render_tool_call
+from glm_lsp.masking import api_key, mask
 from glm_lsp.runtime.base import (
     BackendError,
     Cancelled,
@@ -31,6 +32,10 @@ from glm_lsp.runtime.scripted import ScriptedReplies
 
 TIMEOUT_ENV = "GLM_LSP_HTTP_TIMEOUT"  # seconds a silent server is waited for (README)
 DEFAULT_IDLE_TIMEOUT = 120.0
+# Generous bounds per token: no real token is longer, so only a runaway stream is cut.
+CHARS_PER_TOKEN = 16  # generated text
+BYTES_PER_TOKEN = 2048  # raw SSE: JSON framing, ids, logprobs
+MAX_STREAM_LINE = 1 << 20  # one SSE line
 
 
 def idle_timeout_from_env() -> float:
@@ -137,15 +142,22 @@ class OpenAIBackend:
     def complete(
         self, request: CompletionRequest, on_text: OnText, cancel: threading.Event
     ) -> Completion:
-        key = os.environ.get(self.settings.apiKeyEnv)
+        raw = os.environ.get(self.settings.apiKeyEnv) or ""
+        key = api_key(raw, self.settings.apiKeyEnv)
         try:
             return self._complete(request, on_text, cancel, key)
+        except Cancelled:
+            raise
         except BackendError as exc:
             # A server may echo the key (a 401 body, a proxy's error page): never pass it on.
-            message = str(exc)
-            if key and key in message:
-                raise BackendError(message.replace(key, "***")) from None
+            message = mask(str(exc), [raw, key])
+            if message != str(exc):
+                raise BackendError(message) from None
             raise
+        except Exception as exc:  # http.client quotes a header it refuses, key and all
+            detail = mask(f"{type(exc).__name__}: {exc}", [raw, key])
+            base = without_userinfo(self.settings.baseUrl)
+            raise BackendError(f"the request to {base} failed: {detail}") from None
 
     def _complete(
         self,
@@ -206,9 +218,14 @@ class OpenAIBackend:
         calls: dict[int, dict[str, str]] = {}
         usage: dict[str, Any] = {}
         finish, first_at, finished = "stop", 0.0, False
+        # A server that ignores max_tokens must not stream forever: past what max_tokens can
+        # produce, stop reading (the caller closes the connection) and end as "length".
+        text_limit = request.max_tokens * CHARS_PER_TOKEN
+        byte_limit = request.max_tokens * BYTES_PER_TOKEN + MAX_STREAM_LINE
+        received = 0
         while True:
             try:
-                line = response.readline()
+                line = response.readline(MAX_STREAM_LINE + 1)
             except TimeoutError:
                 raise BackendError(
                     f"the server at {base} stalled past the timeout mid-stream "
@@ -222,6 +239,12 @@ class OpenAIBackend:
                 raise Cancelled()
             if not line:
                 break
+            received += len(line)
+            if len(line) > MAX_STREAM_LINE or received > byte_limit:
+                raise BackendError(
+                    f"the server at {base} sent over {received // 1_000_000 or 1} MB without "
+                    f"finishing a completion of at most {request.max_tokens} tokens"
+                )
             line = line.strip()
             if not line.startswith(b"data:"):
                 continue
@@ -263,6 +286,9 @@ class OpenAIBackend:
                 if choice.get("finish_reason"):
                     finish = "length" if choice["finish_reason"] == "length" else "stop"
                     finished = True
+            if writer.chars + sum(len(c["arguments"]) for c in calls.values()) > text_limit:
+                finish, finished = "length", True
+                break
         if not finished:
             raise BackendError(f"the stream from {base} ended before the completion finished")
         for index in sorted(calls):
@@ -302,12 +328,14 @@ class _RawText:
 
     def __init__(self, on_text: OnText, thinking: bool) -> None:
         self.on_text, self.parts = on_text, []
+        self.chars = 0  # generated text so far, for the max_tokens bound
         self.in_reasoning = thinking  # the generation prompt already opened <think>
         self.opened_extra = False
 
     def _emit(self, text: str) -> None:
         if text:
             self.parts.append(text)
+            self.chars += len(text)
             self.on_text(text)
 
     def reasoning(self, text: str) -> None:
