@@ -39,13 +39,18 @@ class TcpServer:
 
 @contextmanager
 def tcp_server(
-    tmp: Path, model: Path | str, *flags: str, env: dict[str, str] | None = None
+    tmp: Path,
+    model: Path | str,
+    *flags: str,
+    env: dict[str, str] | None = None,
+    verbose: bool = False,
 ) -> Iterator[TcpServer]:
     """`glm-lsp serve --tcp --port 0`; the port is read from the line it prints on stderr."""
     n = len(list(tmp.glob("tcp-stderr-*.txt")))
     stderr_path = tmp / f"tcp-stderr-{n}.txt"
     base = {k: v for k, v in os.environ.items() if k != "GLM_LSP_TOKEN"}
-    argv = [sys.executable, "-m", "glm_lsp.cli", "serve", "--tcp", "--port", "0"]
+    argv = [sys.executable, "-m", "glm_lsp.cli", *(["-v"] if verbose else [])]
+    argv += ["serve", "--tcp", "--port", "0"]
     argv += ["--model", str(model), *flags]
     with open(stderr_path, "wb") as err:
         proc = subprocess.Popen(
@@ -119,7 +124,8 @@ def test_clients_without_the_token_get_only_errors_and_leave_no_trace(tmp_path: 
         "baseUrl": "http://127.0.0.1:9/v1",
     }
     owner_model = tmp_path / "owner-model"  # never loaded: glm.status does not load a model
-    with tcp_server(tmp_path, owner_model, env={"GLM_LSP_TOKEN": TOKEN}) as server:
+    # -v: even pygls's debug log of every message must not hold the token
+    with tcp_server(tmp_path, owner_model, env={"GLM_LSP_TOKEN": TOKEN}, verbose=True) as server:
         # 1. no token at all
         client = server.connect()
         error = refused(client, "initialize", init_params(root, hostile))
@@ -153,7 +159,13 @@ def test_clients_without_the_token_get_only_errors_and_leave_no_trace(tmp_path: 
         assert "token" in error.message
         assert_dropped(client)
 
-        # 6. pipelined: wrong initialize, then everything a client would send at once
+        # 6. a request pygls cannot even structure
+        client = server.connect()
+        error = refused(client, "workspace/executeCommand", None)
+        assert "token" in error.message
+        assert_dropped(client)
+
+        # 7. pipelined: wrong initialize, then everything a client would send at once
         client = server.connect()
         bad_init = client.request_async("initialize", init_params(root, {**hostile, "token": ""}))
         client.notify("initialized", {})
