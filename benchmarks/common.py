@@ -21,7 +21,7 @@ from glm_lsp.tiny_model import ensure_tiny_model
 
 MODEL_CACHE = Path(tempfile.gettempdir()) / "glm-lsp-bench-models"  # shared with bench_decode
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURE = ROOT / "fixtures" / "demo" / "workspace"
+FIXTURE = ROOT / "glm_lsp" / "demo_data" / "workspace"
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 _T0 = time.monotonic()
 

@@ -22,7 +22,8 @@ from glm_lsp.config import Settings, kebab
 from glm_lsp.errors import EXIT_BACKEND, EXIT_OK, UsageError
 from glm_lsp.server.client_edits import apply_workspace_edit, fix_code_action_decoding
 
-FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "demo"
+# Package data, so `pip install glm-lsp` (or pipx) has the demo without the source tree.
+FIXTURE = Path(__file__).resolve().parents[1] / "demo_data"
 DEFAULT_CACHE = Path("~/.cache/glm-lsp/demo-model").expanduser()
 INSTRUCTION = (
     "Rename compute_total to order_total everywhere, and add shop/discounts.py with "
@@ -228,7 +229,7 @@ def demo(args: argparse.Namespace, settings: Settings) -> int:
     )
     workdir = Path(tempfile.mkdtemp(prefix="glm-lsp-demo-"))
     root = workdir / "shop-demo"
-    shutil.copytree(FIXTURE / "workspace", root)
+    shutil.copytree(FIXTURE / "workspace", root, ignore=shutil.ignore_patterns("__pycache__"))
     if not real:
         from glm_lsp.tiny_model import ensure_tiny_model
 
