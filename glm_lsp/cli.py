@@ -93,6 +93,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return run_command(args, settings_from(args))
 
 
+def _cmd_undo(args: argparse.Namespace) -> int:
+    from glm_lsp.commands.undo import undo_command
+
+    return undo_command(Path(args.workspace), settings_from(args))
+
+
 def _cmd_log(args: argparse.Namespace) -> int:
     from glm_lsp.commands.show_log import show_log
 
@@ -166,8 +172,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--file", help="workspace-relative file the request is about")
     run.add_argument("--lines", help="line range of the file, e.g. 10-24")
     run.add_argument("--apply", action="store_true", help="write the proposed edit")
+    run.add_argument(
+        "--allow-sensitive",
+        action="store_true",
+        help="with --apply, also write files that run code on their own (CI, .envrc, tasks)",
+    )
     add_setting_flags(run)
     run.set_defaults(func=_cmd_run)
+
+    undo = sub.add_parser("undo", help="revert the last applied edit if its files are unchanged")
+    undo.add_argument("workspace")
+    add_setting_flags(undo)
+    undo.set_defaults(func=_cmd_undo)
 
     demo = sub.add_parser("demo", help="explain + multi-file refactor over LSP on a fixture copy")
     demo.add_argument("--cache-dir", help="where the tiny demo model is kept between runs")
@@ -250,7 +266,6 @@ def _unexpected(exc: Exception, args: argparse.Namespace) -> int:
     detail = mask(f"{type(exc).__name__}: {exc}", secrets)
     print(f"glm-lsp: error: unexpected {detail} (run with -v for the traceback)", file=sys.stderr)
     return 1
-
 
 
 if __name__ == "__main__":

@@ -1,19 +1,19 @@
 """The last applied and the last declined edit of a workspace, kept in the state dir.
 
 `glm.undo` and `glm.retry` must still work after the daemon restarts, so both change sets live
-in `<stateDir>/edits.json` (private, replaced atomically), not only in memory.
+in `<stateDir>/edits.json` (private, replaced atomically), not only in memory. `glm-lsp run
+--apply` records its edit here too, for `glm-lsp undo`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from glm_lsp import textfile
 from glm_lsp.agent.edits import ChangeSet, FileChange
 from glm_lsp.memory.thinking_log import prepare_state_dir
 
@@ -38,7 +38,7 @@ def _encode(edit: StoredEdit | None) -> dict[str, Any] | None:
 def _decode(raw: Any) -> StoredEdit | None:
     if raw is None:
         return None
-    changes = [FileChange(**c) for c in raw["changes"]]
+    changes = [FileChange(**c) for c in raw["changes"]]  # `mode` may be absent: it has a default
     return StoredEdit(ChangeSet(changes), str(raw.get("label", "")), raw.get("turn"))
 
 
@@ -65,13 +65,5 @@ class EditStore:
         self.applied, self.declined = applied, declined
         data = {"v": 1, "applied": _encode(applied), "declined": _encode(declined)}
         prepare_state_dir(self.path.parent)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".edits.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:  # mkstemp files are mode 0600
-                json.dump(data, f, ensure_ascii=False)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        # Private: it holds file contents, like the log.
+        textfile.atomic_write(self.path, json.dumps(data, ensure_ascii=False).encode(), 0o600)

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import difflib
 import os
-import tempfile
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from glm_lsp.agent.files import ToolError, Workspace, digest
+from glm_lsp import textfile
+from glm_lsp.agent.files import ToolError, Workspace, digest, shown
+from glm_lsp.agent.sensitive import runs_code
+from glm_lsp.agent.transaction import Transaction, TransactionFailed
 
 
 @dataclass
@@ -30,6 +33,12 @@ class FileChange:
     after: str | None  # content after the request
     version: int | None  # open buffer version of old_path, None when not open
     base_hash: str | None  # hash of `before` when the agent first read it
+    mode: int | None = None  # permission bits of old_path on disk (undo recreates it so)
+
+    @property
+    def sensitive(self) -> bool:
+        """Touches a file that runs code on its own (CI, direnv, editor tasks): see sensitive.py."""
+        return any(runs_code(p) for p in (self.path, self.old_path) if p)
 
 
 @dataclass
@@ -46,6 +55,9 @@ class ChangeSet:
     def summary(self) -> list[dict[str, str]]:
         return [{"path": c.path, "kind": c.kind} for c in self.changes]
 
+    def sensitive(self) -> list[str]:
+        return [c.path for c in self.changes if c.sensitive]
+
 
 class Overlay:
     """The request's view of the workspace: its own pending edits over buffers and disk."""
@@ -55,11 +67,59 @@ class Overlay:
         self.files: dict[str, Entry] = {}
         self.gone: set[str] = set()  # origins deleted or renamed away
         self.base: dict[str, str | None] = {}  # origin -> content when first seen
+        self.foreign: dict[str, str] = {}  # origin -> encoding, for files that are not UTF-8
 
     def _base(self, rel: str) -> str | None:
         if rel not in self.base:
-            self.base[rel] = self.ws.read_base(rel)
+            loaded = self.ws.load(rel)
+            self.base[rel] = None if loaded is None else loaded.text
+            if loaded is not None and not loaded.editable:
+                self.foreign[rel] = loaded.encoding
         return self.base[rel]
+
+    def encoding(self, rel: str) -> str | None:
+        """The encoding of a file that is not UTF-8 (shown, never written), else None."""
+        entry = self.files.get(rel)
+        origin = entry.origin if entry else rel
+        if origin is None or (entry is None and rel in self.gone):
+            return None
+        self._base(origin)
+        return self.foreign.get(origin)
+
+    def check_editable(self, rel: str) -> None:
+        """Writing back a file decoded from another encoding would change bytes nobody edited."""
+        encoding = self.encoding(rel)
+        if encoding is not None:
+            raise ToolError(
+                f"'{rel}' is encoded as {encoding}, which glm-lsp does not edit (only UTF-8, "
+                "with or without a BOM); leave it as it is, or ask the user to convert it to UTF-8"
+            )
+
+    def check_place(self, rel: str) -> None:
+        """A file cannot be where a pending file is a folder, nor inside a file: writing both
+        `notes` and `notes/inner.txt` could never be applied."""
+        parts = rel.split("/")
+        for i in range(1, len(parts)):
+            parent = "/".join(parts[:i])
+            if self._is_file(parent):
+                raise ToolError(
+                    f"'{shown(rel)}' would be inside '{shown(parent)}', which is a file; "
+                    "pick another path"
+                )
+        inside = next((p for p in self.files if p.startswith(rel + "/")), None)
+        if inside is not None:
+            raise ToolError(
+                f"'{shown(rel)}' is the folder of the pending file '{shown(inside)}'; "
+                "pick another path"
+            )
+
+    def _is_file(self, rel: str) -> bool:
+        if rel in self.files:
+            return True
+        try:  # on disk even when deleted in this request: apply makes folders before removing
+            return stat.S_ISREG(os.stat(self.ws.abs(rel)).st_mode)
+        except OSError:
+            return False
 
     def read(self, rel: str) -> str | None:
         if rel in self.files:
@@ -73,10 +133,13 @@ class Overlay:
 
     def write(self, rel: str, content: str) -> bool:
         """Returns True when the file is new."""
+        self.check_editable(rel)
         if rel in self.files:
             self.files[rel].content = content
             return False
         created = self.read(rel) is None
+        if created:
+            self.check_place(rel)
         origin = rel if rel not in self.gone and not created else None
         if rel in self.gone and self.base.get(rel) is not None and not self._renamed_away(rel):
             origin, created = rel, False  # deleted earlier in this request, now written again
@@ -93,6 +156,8 @@ class Overlay:
             raise ToolError(f"'{rel}' does not exist")
         if self.read(new_rel) is not None:
             raise ToolError(f"'{new_rel}' already exists; delete it first or pick another name")
+        self.check_editable(rel)
+        self.check_place(new_rel)
         entry = self.files.pop(rel, None) or Entry(rel, content)
         if entry.origin == rel:  # an existing file moves away; a created one just moves
             self.gone.add(rel)
@@ -101,6 +166,7 @@ class Overlay:
     def delete(self, rel: str) -> None:
         if self.read(rel) is None:
             raise ToolError(f"'{rel}' does not exist")
+        self.check_editable(rel)  # undo could only bring it back as UTF-8
         entry = self.files.pop(rel, None)
         origin = entry.origin if entry else rel
         if origin is not None:
@@ -132,7 +198,14 @@ class Overlay:
     def _change(self, kind: str, path: str, old: str | None, after: str | None) -> FileChange:
         before = self.base.get(old) if old else None
         version = self.ws.version(old) if old else None
-        return FileChange(kind, path, old, before, after, version, digest(before))
+        return FileChange(kind, path, old, before, after, version, digest(before), self._mode(old))
+
+    def _mode(self, rel: str | None) -> int | None:
+        """Permission bits on disk; None for an unsaved buffer (undo then uses the umask's)."""
+        try:
+            return os.stat(self.ws.abs(rel)).st_mode & 0o7777 if rel else None
+        except OSError:
+            return None
 
 
 def unified_diff(change: FileChange) -> str:
@@ -150,31 +223,18 @@ def unified_diff(change: FileChange) -> str:
     return "".join(out)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        if path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o777)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+class ApplyFailed(Exception):
+    """A change set that could not be written; the workspace is as it was (or the message says
+    which files could not be put back)."""
 
 
 def check_unchanged(root: Path, change_set: ChangeSet) -> list[str]:
     """Files changed on disk since the agent read them (a closed file edited by someone else)."""
     stale = []
     for c in change_set.changes:
-        if c.old_path and c.version is None:
-            path = root / c.old_path
-            current = path.read_text(encoding="utf-8", errors="replace") if path.exists() else None
-            if digest(current) != c.base_hash:
-                stale.append(c.old_path)
+        closed = c.old_path and c.version is None
+        if closed and digest(textfile.read_native(root / c.old_path)) != c.base_hash:
+            stale.append(c.old_path)
     return stale
 
 
@@ -196,18 +256,28 @@ def confinement_problems(
 
 
 def apply_to_disk(root: Path, change_set: ChangeSet, state_dir: Path | None = None) -> None:
-    """Write a change set (CLI --apply): deletes, renames, then contents; each file atomically.
-    Every path is checked again first, so nothing is written when any of them would escape."""
+    """Write a change set (CLI --apply, undo) as one transaction: all of it or none of it.
+    Every path is checked again first (ToolError), a failed write raises ApplyFailed."""
     problems = confinement_problems(root, change_set, state_dir)
     if problems:
         raise ToolError("not applied: " + "; ".join(problems))
+    txn = Transaction()
     for c in change_set.changes:
-        if c.kind == "delete":
-            (root / c.path).unlink(missing_ok=True)
-    for c in change_set.changes:
-        if c.kind == "rename" and c.old_path:
-            (root / c.path).parent.mkdir(parents=True, exist_ok=True)
-            os.replace(root / c.old_path, root / c.path)
-    for c in change_set.changes:
+        if c.kind == "delete" or (c.kind == "rename" and c.old_path):
+            txn.remove(root / (c.old_path or c.path))
         if c.after is not None:
-            _atomic_write(root / c.path, c.after)
+            # A renamed file keeps its mode; a recreated one (undo of a delete) gets its old one.
+            txn.write(
+                root / c.path, textfile.encode(c.after), c.mode if c.kind != "modify" else None
+            )
+    try:
+        txn.run()
+    except TransactionFailed as exc:
+        where = os.path.relpath(exc.path, root) if exc.path.is_absolute() else str(exc.path)
+        reason = exc.error.strerror or str(exc.error)
+        if exc.leftovers:
+            raise ApplyFailed(
+                f"writing '{where}' failed ({reason}) and these could not be restored: "
+                + ", ".join(os.path.relpath(p, root) for p in exc.leftovers)
+            ) from None
+        raise ApplyFailed(f"writing '{where}' failed ({reason}); nothing was changed") from None

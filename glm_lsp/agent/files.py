@@ -10,6 +10,9 @@ import unicodedata
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
+from glm_lsp import textfile
+from glm_lsp.textfile import Decoded
+
 MAX_READ_BYTES = 32_000_000  # past this a file is not loaded at all; tools truncate what they show
 MAX_SHOWN_PATH = 160  # error texts quote at most this much of a hostile path
 # Code points HFS+ ignores in names, so ".g\u200cit" is ".git" there (git's CVE-2014-9390 list).
@@ -34,11 +37,21 @@ def shown(path: str) -> str:
     return path if len(path) <= MAX_SHOWN_PATH else path[:MAX_SHOWN_PATH] + f"…({len(path)} chars)"
 
 
-def is_git_name(part: str) -> bool:
-    """True for names that are `.git` on some file system: any case (macOS, Windows), HFS+
-    ignorable code points, trailing dots or spaces (Windows), the 8.3 short name GIT~1."""
+# Version control internals (hooks run code); each with its 8.3 short name on Windows.
+_VCS_DIRS = {".git": "git~1", ".hg": "hg~1", ".jj": "jj~1", ".svn": "svn~1"}
+_VCS_NAMES = {alias: name for name, short in _VCS_DIRS.items() for alias in (name, short)}
+
+
+def vcs_dir(part: str) -> str | None:
+    """Which version-control directory (`.git`, `.hg`, `.jj`, `.svn`) a name is on some file
+    system: any case (macOS, Windows), HFS+ ignorable code points, trailing dots or spaces
+    (Windows), the 8.3 short name (GIT~1); None for any other name."""
     name = unicodedata.normalize("NFC", part.translate(_IGNORABLE)).casefold().rstrip(". ")
-    return name in (".git", "git~1")
+    return _VCS_NAMES.get(name)
+
+
+def is_git_name(part: str) -> bool:
+    return vcs_dir(part) == ".git"
 
 
 def _under(path: Path, base: Path) -> bool:
@@ -103,8 +116,9 @@ class Workspace:
         if rel == ".":
             raise ToolError(f"'{raw}' is the workspace root itself, not a file")
         # Both spellings: the one asked for and the one a symlink leads to.
-        if any(is_git_name(p) for p in (*parts, *rel.split("/"))):
-            raise ToolError(f"'{raw}' is inside .git: tools never write git's internals")
+        vcs = next(filter(None, map(vcs_dir, (*parts, *rel.split("/")))), None)
+        if vcs is not None:
+            raise ToolError(f"'{raw}' is inside {vcs}: tools never write version control internals")
         if self._in_state_dir(resolved):
             raise ToolError(f"'{raw}' is inside glm-lsp's state directory: tools never write there")
         try:
@@ -144,12 +158,17 @@ class Workspace:
     def abs(self, rel: str) -> Path:
         return self.root / rel
 
-    def read_base(self, rel: str) -> str | None:
-        """Open buffer first, then disk; None when the file does not exist."""
+    def load(self, rel: str) -> Decoded | None:
+        """Open buffer first (the editor decoded it and will encode it), then disk; None when the
+        file does not exist."""
         buffer = self.buffers(rel)
         if buffer is not None:
-            return buffer[0]
-        return read_disk(self.abs(rel), rel)
+            return Decoded(buffer[0], textfile.UTF8)
+        return load_disk(self.abs(rel), rel)
+
+    def read_base(self, rel: str) -> str | None:
+        loaded = self.load(rel)
+        return None if loaded is None else loaded.text
 
     def version(self, rel: str) -> int | None:
         buffer = self.buffers(rel)
@@ -157,6 +176,12 @@ class Workspace:
 
 
 def read_disk(path: Path, rel: str) -> str | None:
+    """A file's native text (see glm_lsp.textfile), None when missing, ToolError when unreadable."""
+    loaded = load_disk(path, rel)
+    return None if loaded is None else loaded.text
+
+
+def load_disk(path: Path, rel: str) -> Decoded | None:
     try:
         info = path.stat()
     except FileNotFoundError:
@@ -173,9 +198,8 @@ def read_disk(path: Path, rel: str) -> str | None:
             "use search to find what you need in it"
         )
     try:
-        data = path.read_bytes()
+        return textfile.read(path)
     except OSError as exc:
         raise ToolError(f"'{rel}' cannot be read: {exc.strerror}") from None
-    if b"\x00" in data[:8192]:
-        raise ToolError(f"'{rel}' is a binary file; only text files can be read or edited")
-    return data.decode("utf-8", errors="replace")
+    except textfile.NotText as exc:
+        raise ToolError(f"'{rel}' is {exc}; only text files can be read or edited") from None

@@ -19,7 +19,7 @@ from glm_lsp.agent.prompts import COMMANDS, AgentRequest, resolve_thinking
 from glm_lsp.agent.tools import ToolBox
 from glm_lsp.config import Settings
 from glm_lsp.memory.thinking_log import ThinkingLog, new_record, prepare_state_dir
-from glm_lsp.runtime.base import Backend
+from glm_lsp.runtime.base import Backend, Cancelled
 from glm_lsp.workspace import WorkspaceIndex
 
 # Decides what happens to a request's edits: (applied, reason when not applied).
@@ -145,10 +145,15 @@ class Session:
         )
         history = [r["messages"] for r in records]
         result = agent.run(request, history, [int(r.get("turn", 0)) for r in records])
-        applied, reason = (False, None)
+        applied, reason, error = False, None, None
         if result.changes:
             sink("progress", "writing edits")
-            applied, reason = apply(result.changes)
+            try:
+                applied, reason = apply(result.changes)
+            except Cancelled:
+                raise  # cancelled while the editor had it: nothing happened, nothing is logged
+            except Exception as exc:  # logged first: the conversation happened all the same
+                error, reason = exc, f"not applied: {exc}"
         reads = dict(result.reads)
         if applied:  # our own edits are not news to the model next time
             self.own_writes = self.written_by(result.changes)
@@ -171,10 +176,14 @@ class Session:
             record["compacted"] = {"droppedTurns": result.compacted_turns}
         if result.stopped:
             record["stopped"] = result.stopped
+        if reason and not applied:
+            record["failureReason"] = reason
         self.log.append(record)
         self.last_generation = self.index.generation
         if self.settings.persistKvCache:
             self.backend.save()
+        if error is not None:
+            raise error
         return Outcome(result, turn, thinking, applied, reason)
 
     @staticmethod

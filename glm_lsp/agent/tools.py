@@ -10,8 +10,10 @@ import difflib
 from collections.abc import Callable
 from typing import Any
 
+from glm_lsp import textfile
 from glm_lsp.agent.edits import Overlay
 from glm_lsp.agent.files import ToolError, Workspace, digest, shown
+from glm_lsp.agent.text_edit import Ambiguous, check_content, replace_once, with_style_of
 from glm_lsp.workspace import WorkspaceIndex, format_outline
 from glm_lsp.workspace.ignore import compile_glob
 
@@ -56,6 +58,11 @@ class ToolBox:
 
     # -- reading -----------------------------------------------------------------------------
     def _text(self, path: str) -> tuple[str, str]:
+        """The path and the file's text as the model sees it (textfile.view)."""
+        rel, text = self._native(path)
+        return rel, textfile.view(text)
+
+    def _native(self, path: str) -> tuple[str, str]:
         rel = self.ws.rel(path)
         text = self.overlay.read(rel)
         if text is None:
@@ -65,9 +72,17 @@ class ToolBox:
     def read_file(
         self, path: str, start_line: int | None = None, end_line: int | None = None
     ) -> str:
-        rel, text = self._text(path)
+        rel, native = self._native(path)
         if rel not in self.overlay.files:
-            self.reads.setdefault(rel, digest(text))
+            self.reads.setdefault(rel, digest(native))
+        text = self._shown(rel, native, start_line, end_line)
+        encoding = self.overlay.encoding(rel)
+        if encoding is None:
+            return text
+        return f"[{rel} is encoded as {encoding}: shown decoded; glm-lsp does not edit it]\n" + text
+
+    def _shown(self, rel: str, native: str, start_line: int | None, end_line: int | None) -> str:
+        text = textfile.view(native)
         lines = text.splitlines(keepends=True)
         first = max(int(start_line or 1), 1)
         last = min(int(end_line or len(lines)), len(lines))
@@ -133,12 +148,16 @@ class ToolBox:
             pattern,
             base,
             bool(regex),
-            read_text=lambda rel: None if rel in removed else self.overlay.read(rel),
+            read_text=lambda rel: None if rel in removed else self._view(rel),
             extra_files=self.overlay.created_paths(),
         )
         lines = list(hits) or [f"no matches for {pattern!r}"]
         # The note says why the search ended early (time or hit bound), so the model narrows it.
         return "\n".join([*lines, hits.note] if hits.note else lines)
+
+    def _view(self, rel: str) -> str | None:
+        text = self.overlay.read(rel)
+        return None if text is None else textfile.view(text)
 
     def outline(self, path: str) -> str:
         rel, text = self._text(path)
@@ -151,29 +170,30 @@ class ToolBox:
         text = self.overlay.read(rel)
         if text is None:
             raise ToolError(f"'{rel}' does not exist; use write_file to create it")
-        if not old_text:
+        self.overlay.check_editable(rel)
+        if not isinstance(old_text, str) or not old_text:
             raise ToolError("old_text is empty; give the exact text to replace")
-        count = text.count(old_text)
-        if count == 0:
+        check_content("new_text", new_text)
+        found = replace_once(text, old_text, new_text)
+        if found is None:
             raise ToolError(f"old_text was not found in '{rel}'. {self._nearest(text, old_text)}")
-        if count > 1:
-            starts, at = [], -1
-            for _ in range(count):
-                at = text.index(old_text, at + 1)
-                starts.append(str(text.count("\n", 0, at) + 1))
+        if isinstance(found, Ambiguous):
+            where = ", ".join(map(str, found.lines))
+            if len(found.lines) < found.count:
+                where = f"first at lines {where}, …"
+            else:
+                where = f"at lines {where}"
             raise ToolError(
-                f"old_text occurs {count} times in '{rel}' (at lines {', '.join(starts)}); "
+                f"old_text occurs {found.count} times in '{rel}' ({where}); "
                 "include more surrounding lines so it matches exactly once"
             )
-        at = text.index(old_text)
-        line = text.count("\n", 0, at) + 1
-        self.overlay.write(rel, text.replace(old_text, new_text, 1))
-        old_n, new_n = old_text.count("\n") + 1, new_text.count("\n") + 1
+        self.overlay.write(rel, found.text)
+        line, old_n, new_n = found.line, found.old_lines, found.new_lines
         return f"edited '{rel}': lines {line}-{line + old_n - 1} ({old_n} lines) now {new_n} lines"
 
     @staticmethod
     def _nearest(text: str, old_text: str) -> str:
-        lines = text.splitlines()
+        lines = textfile.view(text).splitlines()
         wanted = next((s for s in old_text.splitlines() if s.strip()), old_text).strip()
         stripped = [s.strip() for s in lines]
         close = difflib.get_close_matches(wanted, stripped, n=3, cutoff=0.5)
@@ -184,9 +204,9 @@ class ToolBox:
 
     def write_file(self, path: str, content: str) -> str:
         rel = self.ws.rel(path, writing=True)
-        if not isinstance(content, str):
-            raise ToolError("content must be a string")
-        created = self.overlay.write(rel, content)
+        check_content("content", content)
+        old = self.overlay.read(rel)
+        created = self.overlay.write(rel, content if old is None else with_style_of(old, content))
         lines = content.count("\n") + (0 if content.endswith("\n") or not content else 1)
         return f"{'created' if created else 'overwrote'} '{rel}' ({lines} lines)"
 

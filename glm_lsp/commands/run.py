@@ -10,7 +10,9 @@ import sys
 import threading
 from pathlib import Path
 
-from glm_lsp.agent.edits import ChangeSet, apply_to_disk, check_unchanged
+from glm_lsp import textfile
+from glm_lsp.agent.edit_store import EditStore, StoredEdit
+from glm_lsp.agent.edits import ApplyFailed, ChangeSet, apply_to_disk, check_unchanged
 from glm_lsp.agent.files import ToolError
 from glm_lsp.agent.prompts import AgentRequest
 from glm_lsp.agent.session import Session
@@ -18,6 +20,8 @@ from glm_lsp.config import Settings
 from glm_lsp.runtime.base import Cancelled
 from glm_lsp.runtime.factory import make_backend
 from glm_lsp.workspace import format_outline
+
+SENSITIVE_NOTE = "sensitive: runs code on its own"
 
 
 class StderrStream:
@@ -53,7 +57,9 @@ def build_request(args: argparse.Namespace, root: Path) -> AgentRequest:
         if not path.is_file() or root not in path.parents:
             raise UsageError(f"--file {args.file} is not a file inside {root}")
         request.path = path.relative_to(root).as_posix()
-        text = path.read_text(encoding="utf-8", errors="replace")
+        text = textfile.read_view(path)
+        if text is None:
+            raise UsageError(f"--file {args.file} is not a text file")
         if args.lines:
             try:
                 start, _, end = args.lines.partition("-")
@@ -66,7 +72,7 @@ def build_request(args: argparse.Namespace, root: Path) -> AgentRequest:
 
 
 def run_command(args: argparse.Namespace, settings: Settings) -> int:
-    from glm_lsp.errors import EXIT_OK, UsageError
+    from glm_lsp.errors import EXIT_BACKEND, EXIT_OK, UsageError
 
     root = Path(args.workspace).resolve()
     if not root.is_dir():
@@ -77,9 +83,18 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
     if request.path:
         request.outline = format_outline(session.index.outline(request.path))
 
+    turn = session.log.next_turn()
+    label = f"glm-lsp run: {args.instruction}"[:120]
+
     def apply(changes: ChangeSet) -> tuple[bool, str | None]:
         if not args.apply:
             return False, "not applied: run again with --apply to write it"
+        sensitive = changes.sensitive()
+        if sensitive and not args.allow_sensitive:
+            return False, (
+                f"not applied: {', '.join(sensitive)} can run code on its own; review the diff "
+                "and run again with --allow-sensitive to write it"
+            )
         stale = check_unchanged(root, changes)
         if stale:
             return (
@@ -90,6 +105,10 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
             apply_to_disk(root, changes, session.state_dir)
         except ToolError as exc:  # a path would now land outside the workspace: write nothing
             return False, str(exc)
+        except ApplyFailed as exc:  # rolled back: the workspace is as it was
+            return False, f"not applied: {exc}"
+        store = EditStore(session.state_dir)  # for `glm-lsp undo`, as glm.undo in an editor
+        store.set(applied=StoredEdit(changes, label, turn), declined=store.declined)
         return True, None
 
     cancel = threading.Event()
@@ -113,9 +132,14 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
         f"{s.prefilledTokens} prefilled), {s.generatedTokens} generated, {s.decodeTps} tok/s",
         file=sys.stderr,
     )
+    for path in result.changes.sensitive():
+        print(f"{SENSITIVE_NOTE}: {path}", file=sys.stderr)
     if result.changes:
         status = "applied" if outcome.applied else outcome.failure_reason
         print(f"edit: {len(result.changes.changes)} file(s), {status}", file=sys.stderr)
     if result.stopped:
         print(f"note: {result.stopped}", file=sys.stderr)
+    if args.apply and result.changes and not outcome.applied:
+        # The sentence above says why; the exit code tells a script nothing was written.
+        return EXIT_BACKEND
     return EXIT_OK

@@ -25,6 +25,7 @@ from glm_lsp.config import Settings, SettingsError
 from glm_lsp.runtime.factory import make_backend
 from glm_lsp.server.jobs import Job, Worker
 from glm_lsp.server.lsp_edits import stale_open_docs, to_document_changes
+from glm_lsp.textfile import read_view
 from glm_lsp.workspace import WorkspaceIndex, WorkspaceWatcher
 
 log = logging.getLogger(__name__)
@@ -187,8 +188,7 @@ class Folder:
         opened = self.open_doc(rel)
         if opened is not None:
             return opened[0]
-        path = self.root / rel
-        return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else None
+        return read_view(self.root / rel)  # as the editor would show it
 
     @property
     def edits(self) -> EditStore:

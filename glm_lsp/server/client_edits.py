@@ -11,6 +11,8 @@ from typing import Any, Union
 from lsprotocol import types as lsp
 from pygls.uris import to_fs_path
 
+from glm_lsp import textfile
+
 
 def _offset(text: str, pos: lsp.Position) -> int:
     lines = text.splitlines(keepends=True)
@@ -64,9 +66,12 @@ def apply_workspace_edit(edit: lsp.WorkspaceEdit) -> tuple[bool, str | None]:
             path = _path(change.text_document.uri)
             if not path.is_file():
                 return False, f"{path} does not exist"
-            text = path.read_text(encoding="utf-8")
+            # As an editor does: the BOM kept aside, line endings as they are.
+            text = path.read_bytes().decode("utf-8")
+            bom = textfile.BOM if text.startswith(textfile.BOM) else ""
             edits = [e for e in change.edits if isinstance(e, lsp.TextEdit)]
-            path.write_text(apply_text_edits(text, edits), encoding="utf-8")
+            new = bom + apply_text_edits(text.removeprefix(bom), edits)
+            path.write_bytes(new.encode("utf-8"))
     return True, None
 
 

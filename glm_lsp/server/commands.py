@@ -31,8 +31,12 @@ TITLES = {
 }
 
 
-def changes_of(folder: Folder, change_set: ChangeSet) -> list[dict[str, str]]:
-    return [{"uri": folder.uri(c.path), "kind": c.kind} for c in change_set.changes]
+def changes_of(folder: Folder, change_set: ChangeSet) -> list[dict[str, Any]]:
+    """The result's `changes`; `sensitive: true` marks a file that runs code on its own."""
+    return [
+        {"uri": folder.uri(c.path), "kind": c.kind} | ({"sensitive": True} if c.sensitive else {})
+        for c in change_set.changes
+    ]
 
 
 async def run_agent(ls: GlmServer, kind: str, args: tuple[Any, ...]) -> dict[str, Any]:

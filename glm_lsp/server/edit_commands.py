@@ -10,9 +10,9 @@ from typing import Any
 
 from glm_lsp.agent.edit_store import StoredEdit
 from glm_lsp.agent.rebase import rebase
+from glm_lsp.agent.undo import current_text, inverse, undo_problems
 from glm_lsp.server.app import GlmServer
 from glm_lsp.server.commands import changes_of, folder_of
-from glm_lsp.server.lsp_edits import current_text, inverse, undo_problems
 from glm_lsp.server.requests import one_object
 
 

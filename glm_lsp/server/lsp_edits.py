@@ -7,16 +7,14 @@ cursors and folds outside the changed lines; positions at column 0 need no UTF-1
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
 from pathlib import Path
 
 from lsprotocol import types as lsp
 
-from glm_lsp.agent.edits import ChangeSet, FileChange
-from glm_lsp.agent.files import digest
+from glm_lsp import textfile
+from glm_lsp.agent.edits import ChangeSet
+from glm_lsp.agent.undo import OpenDocs
 
-# workspace-relative path -> (text, version) of the open buffer, or None when not open
-OpenDocs = Callable[[str], "tuple[str, int] | None"]
 DocumentChange = lsp.TextDocumentEdit | lsp.CreateFile | lsp.RenameFile | lsp.DeleteFile
 
 
@@ -54,6 +52,10 @@ def _line_start(lines: list[str], index: int) -> lsp.Position:
 
 
 def _doc_edit(uri: str, version: int | None, before: str, after: str) -> lsp.TextDocumentEdit:
+    # An editor's document text has no BOM (it writes the BOM back itself): hunks must not
+    # carry one, or the file would get a second.
+    if before.startswith(textfile.BOM) and after.startswith(textfile.BOM):
+        before, after = before[1:], after[1:]
     return lsp.TextDocumentEdit(
         text_document=lsp.OptionalVersionedTextDocumentIdentifier(uri=uri, version=version),
         edits=text_edits(before, after),
@@ -85,15 +87,6 @@ def to_document_changes(
     return out
 
 
-def current_text(root: Path, rel: str, open_docs: OpenDocs) -> str | None:
-    """What the editor sees: the open buffer, else the disk, else None."""
-    opened = open_docs(rel)
-    if opened is not None:
-        return opened[0]
-    path = root / rel
-    return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else None
-
-
 def stale_open_docs(change_set: ChangeSet, open_docs: OpenDocs) -> list[str]:
     """Open buffers that no longer hold what the agent read (closed files: check_unchanged)."""
     stale = []
@@ -102,41 +95,3 @@ def stale_open_docs(change_set: ChangeSet, open_docs: OpenDocs) -> list[str]:
         if opened is not None and opened[0] != c.before:
             stale.append(c.old_path or c.path)
     return stale
-
-
-def undo_problems(root: Path, change_set: ChangeSet, open_docs: OpenDocs) -> list[str]:
-    """Why the edit cannot be reverted cleanly: files no longer holding what it produced."""
-    problems = []
-    for c in change_set.changes:
-        now = current_text(root, c.path, open_docs)
-        if c.kind == "delete":
-            if now is not None:
-                problems.append(f"{c.path} exists again")
-        elif now != c.after:
-            problems.append(
-                f"{c.path} changed since the edit" if now is not None else f"{c.path} is gone"
-            )
-        if (
-            c.kind == "rename"
-            and c.old_path
-            and current_text(root, c.old_path, open_docs) is not None
-        ):
-            problems.append(f"{c.old_path} exists again")
-    return problems
-
-
-def inverse(change_set: ChangeSet) -> ChangeSet:
-    """The change set that restores what `change_set` replaced, in reverse order."""
-    out: list[FileChange] = []
-    for c in reversed(change_set.changes):
-        produced = digest(c.after)  # what the files hold now, so staleness checks still apply
-        if c.kind == "create":
-            out.append(FileChange("delete", c.path, c.path, c.after, None, None, produced))
-        elif c.kind == "delete":
-            out.append(FileChange("create", c.path, None, None, c.before, None, None))
-        elif c.kind == "rename":
-            old = c.old_path or c.path
-            out.append(FileChange("rename", old, c.path, c.after, c.before, None, produced))
-        else:
-            out.append(FileChange("modify", c.path, c.path, c.after, c.before, None, produced))
-    return ChangeSet(out)
