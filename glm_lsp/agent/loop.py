@@ -25,6 +25,9 @@ Sink = Callable[
 ]  # (kind, text): reasoning | content | tool_call | tool_result | progress
 
 
+NOT_RUN = "Not run: the request reached its tool-call limit (maxSteps)."
+
+
 @dataclass
 class Options:
     enable_thinking: bool
@@ -127,19 +130,20 @@ class Agent:
                 stopped = f"the model reached maxTokens ({self.opt.max_tokens}) in one completion"
             if not calls and not end.errors:
                 break
-            for call in calls:
+            # Unknown tools and malformed calls cost a step like real calls: a model that
+            # repeats one must still stop at maxSteps.
+            for item in [*calls, *end.errors]:
                 if steps >= self.opt.max_steps:
-                    result = "Not run: the request reached its tool-call limit (maxSteps)."
+                    result = NOT_RUN
                     stopped = f"stopped after maxSteps ({self.opt.max_steps}) tool calls"
+                elif isinstance(item, ParsedCall):
+                    steps += 1
+                    self.sink("tool_call", _describe(item))
+                    self.sink("progress", _progress(item))
+                    result = self.tools.run(item.name, dict(item.arguments))
                 else:
                     steps += 1
-                    self.sink("tool_call", _describe(call))
-                    self.sink("progress", _progress(call))
-                    result = self.tools.run(call.name, dict(call.arguments))
-                self.sink("tool_result", result)
-                messages.append({"role": "tool", "content": result})
-            for error in end.errors:
-                result = f"Error: your tool call could not be parsed: {error.message}"
+                    result = f"Error: your tool call could not be parsed: {item.message}"
                 self.sink("tool_result", result)
                 messages.append({"role": "tool", "content": result})
             if stopped:
