@@ -560,7 +560,9 @@ def test_hostile_calls_inside_a_real_run_and_the_request_goes_on(
     assert "edit: 1 file(s), applied" in proc.stderr
     after = snapshot(tmp_path)
     changed = {k for k in world.before.keys() | after.keys() if world.before.get(k) != after.get(k)}
-    own_state = {"ws/.glm-lsp/thinking.jsonl"}  # the log of this request, written by glm-lsp
+    # The log of this request and its undo record, written by glm-lsp (which also tightens the
+    # existing state dir to 0700).
+    own_state = {"ws/.glm-lsp", "ws/.glm-lsp/thinking.jsonl", "ws/.glm-lsp/edits.json"}
     assert changed == {"ws/src/a.py"} | own_state, changed
     (record,) = [json.loads(line) for line in (world.ws / ".glm-lsp/thinking.jsonl").open()]
     results = [m["content"] for m in record["messages"] if m["role"] == "tool"]
