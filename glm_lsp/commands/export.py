@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import stat
 import sys
 from pathlib import Path
+from typing import TextIO
 
 from glm_lsp.config import Settings
 from glm_lsp.errors import EXIT_OK, UsageError
@@ -86,7 +89,7 @@ def export_command(args: argparse.Namespace) -> int:
     )
     report = ExportReport()
     try:
-        out = open(args.out, "w", encoding="utf-8") if args.out else sys.stdout  # noqa: SIM115
+        out = _private_file(args.out) if args.out else sys.stdout
     except OSError as exc:
         raise UsageError(f"cannot write --out {args.out}: {exc.strerror}") from None
     try:
@@ -99,6 +102,19 @@ def export_command(args: argparse.Namespace) -> int:
         print(f"glm-lsp: warning: {warning}", file=sys.stderr)
     print(_summary(report, options, args.out), file=sys.stderr)
     return EXIT_OK
+
+
+def _private_file(path: str) -> TextIO:
+    """--out for writing, readable by the owner only: traces hold code, paths and prompts that
+    redaction cannot fully judge. An existing file is tightened too, before it is rewritten."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):  # not /dev/stdout or a pipe
+            os.fchmod(fd, 0o600)
+        return open(fd, "w", encoding="utf-8")  # the caller closes it
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def _summary(report: ExportReport, options: ExportOptions, out: str | None) -> str:

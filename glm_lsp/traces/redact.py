@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from glm_lsp.traces.detectors import redact_lines
+
 SECRET = "[REDACTED_SECRET]"
 ABS_PATH = "[ABS_PATH]"
 TOOL_RESULT = "[tool result redacted]"
@@ -25,6 +27,8 @@ _KEY_PATTERNS = [
     r"\bglpat-[A-Za-z0-9_\-]{20,}",  # GitLab
     r"\bhf_[A-Za-z0-9]{30,}",  # Hugging Face
     r"\bxox[abprs]-[A-Za-z0-9\-]{10,}",  # Slack
+    r"\b[rs]k_(?:live|test)_[A-Za-z0-9]{16,}",  # Stripe secret and restricted keys, any length
+    r"\bwhsec_[A-Za-z0-9]{20,}",  # Stripe webhook signing secret
     r"\bAKIA[0-9A-Z]{16}\b",  # AWS access key id
     r"\bAIza[0-9A-Za-z_\-]{35}",  # Google API key
     r"\beyJ[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}\.[A-Za-z0-9_\-]{10,}",  # JWT
@@ -37,6 +41,15 @@ _NAMED = re.compile(
     r"\b[\w-]*(?:api[_-]?key|secret|token|passw(?:or)?d|credential)[\w-]*[\"']?\s*[:=]\s*[\"']?)"
     r"([A-Za-z0-9_\-+/=]{12,})"
 )
+# `scheme://user:password@host`: the password goes, the rest of the URL stays readable.
+_URL_AUTH = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.\-]*://[^\s/:@]*:)([^\s/@]+)(@)")
+# Env-file and shell style `DB_PASSWORD=x`: any value, as a name ending so never holds code
+# (`MAX_TOKENS=` and `PWD=` do not end so).
+_ENV_ASSIGN = re.compile(
+    r"(\b[A-Z0-9_]*(?:PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|ACCESS_KEY|PRIVATE_KEY|SECRET_KEY)=)"
+    r"(?![$\s])(\"[^\"\n]*\"|'[^'\n]*'|[^\s\"'`;|]+)"
+)
+_SLACK_HOOK = re.compile(r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[\w/\-]+")
 # Roots that name a person or a machine; system paths (/usr/bin/env, /dev/null) stay.
 _PRIVATE_ROOTS = r"home|Users|root|tmp|private|var/folders|mnt|media|Volumes|workspace"
 _PATH_CHARS = r"[^\s\"'`<>|:;,()\[\]{}]*"
@@ -92,7 +105,11 @@ class Redactor:
         for secret in self._values:
             out = out.replace(secret, SECRET)
         out = _KEYS.sub(SECRET, out)
+        out = _SLACK_HOOK.sub(SECRET, out)
+        out = _URL_AUTH.sub(rf"\1{SECRET}\3", out)
+        out = _ENV_ASSIGN.sub(rf"\1{SECRET}", out)
         out = _NAMED.sub(_named_value, out)
+        out = redact_lines(out, SECRET)  # detect-secrets: the formats these patterns miss
         for root in self._roots:
             out = root.sub(".", out)
         out = _ABS.sub(ABS_PATH, out)
