@@ -89,8 +89,8 @@ def test_hit_bound_is_said(root: Path) -> None:
     (root / "many.txt").write_text("hit\n" * 500)
     box.index.scan()
     lines = box.run("search", {"pattern": "hit"}).splitlines()
-    assert len(lines) == 201
-    assert lines[-1] == "[stopped at 200 matches; narrow the pattern or path]"
+    assert len(lines) == 200
+    assert lines[-1] == "[stopped at 199 matches; narrow the pattern or path]"
     assert lines[0] == "many.txt:1: hit"
 
 

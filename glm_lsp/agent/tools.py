@@ -20,6 +20,7 @@ from glm_lsp.workspace.ignore import compile_glob
 MAX_LINES = 2000
 MAX_CHARS = 60_000
 MAX_LIST = 1000
+MAX_HITS = 199  # search: with the note saying it stopped, 200 lines
 
 
 def _truncate_note(shown: str, what: str) -> str:
@@ -150,6 +151,7 @@ class ToolBox:
             bool(regex),
             read_text=lambda rel: None if rel in removed else self._view(rel),
             extra_files=self.overlay.created_paths(),
+            max_results=MAX_HITS,
         )
         lines = list(hits) or [f"no matches for {pattern!r}"]
         # The note says why the search ended early (time or hit bound), so the model narrows it.
