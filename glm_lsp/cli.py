@@ -265,7 +265,7 @@ def _unexpected(exc: Exception, args: argparse.Namespace) -> int:
         print(mask("".join(traceback.format_exception(exc)), secrets), file=sys.stderr, end="")
     detail = mask(f"{type(exc).__name__}: {exc}", secrets)
     print(f"glm-lsp: error: unexpected {detail} (run with -v for the traceback)", file=sys.stderr)
-    return 1
+    return EXIT_BACKEND  # the exit codes stay 0/2/3: what failed was not the command line
 
 
 if __name__ == "__main__":

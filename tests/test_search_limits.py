@@ -10,6 +10,7 @@ import pytest
 from glm_lsp.agent.edits import Overlay
 from glm_lsp.agent.files import Workspace
 from glm_lsp.agent.tools import ToolBox
+from glm_lsp.textfile import decode
 from glm_lsp.workspace import WorkspaceIndex, format_outline
 from glm_lsp.workspace.outline import MAX_OUTLINE
 
@@ -107,3 +108,17 @@ def test_outline_is_capped(root: Path) -> None:
     )
     small = WorkspaceIndex(root).outline("src/a.py")
     assert format_outline(small) == "function foo (lines 1-2)"
+
+
+def test_index_search_reads_files_as_the_tools_do(root: Path) -> None:
+    """A cp1252 file is searched as read_file decodes it (never U+FFFD), a CRLF file without \r."""
+    legacy = "caf\xe9 cr\xe8me br\xfbl\xe9e\n".encode("cp1252")
+    (root / "src" / "legacy.txt").write_bytes(legacy)
+    (root / "src" / "dos.txt").write_bytes(b"one\r\ntwo\r\n")
+    ix = WorkspaceIndex(root)
+    # charset-normalizer's guess for so short a text may be another Latin code page; the search
+    # shows what the tools show, whatever the guess.
+    shown = decode(legacy).text.rstrip("\n")
+    assert "\ufffd" not in shown
+    assert ix.search("caf", regex=False) == [f"src/legacy.txt:1: {shown}"]
+    assert ix.search(r"^two$", regex=True) == ["src/dos.txt:2: two"]

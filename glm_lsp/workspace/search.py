@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable
 
 import re2
 
+from glm_lsp.textfile import NotText, decode, view
+
 BINARY_PROBE = 8192  # a NUL byte in this many leading bytes marks a binary file
 _MAX_LINE = 300  # hits are clipped: one minified line would flood the model's context
 SEARCH_SECONDS = 10.0  # one search's time bound, over all files
@@ -82,9 +84,12 @@ def read_text_file(path: str, max_bytes: int) -> str | None:
         return None
     finally:
         os.close(fd)
-    if len(data) > max_bytes or b"\0" in data[:BINARY_PROBE]:
+    if len(data) > max_bytes:
         return None
-    return data.decode("utf-8", errors="replace")
+    try:  # the tools' own reader: a cp1252 file is searched as read_file shows it, never U+FFFD
+        return view(decode(data).text)
+    except NotText:
+        return None
 
 
 def compile_matcher(pattern: str, regex: bool, deadline: Deadline | None = None) -> Matcher:
