@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from lsprotocol import types as lsp
+from pygls.exceptions import JsonRpcException
 
 from tests.test_server import EXPLAIN, command, model, server  # noqa: F401  (model: fixture)
 
@@ -44,3 +46,14 @@ async def test_an_upper_case_scheme_is_a_file_uri(tmp_path: Path, model: Path) -
         ]
         explained = await command(client, "glm.explain", {"uri": upper})
         assert explained["text"] == EXPLAIN
+
+
+async def test_a_binary_file_is_named_as_such_not_as_missing(tmp_path: Path, model: Path) -> None:  # noqa: F811
+    async with server(tmp_path, model, []) as (client, _rec, root):
+        (root / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+        with pytest.raises(JsonRpcException) as err:
+            await command(client, "glm.explain", {"uri": (root / "logo.png").as_uri()})
+        assert "is not a text file" in err.value.message
+        with pytest.raises(JsonRpcException) as err:
+            await command(client, "glm.explain", {"uri": (root / "gone.py").as_uri()})
+        assert "does not exist" in err.value.message

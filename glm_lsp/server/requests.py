@@ -297,7 +297,11 @@ def build_request(server: GlmServer, command: str, kind: str, args: tuple[Any, .
     folder, rel = found
     text = folder.read(rel)
     if text is None:
-        raise bad(command, f"'uri' {obj['uri']} does not exist")
+        if (folder.root / rel).is_file():
+            raise bad(
+                command, f"'uri' {clip(obj['uri'])} is not a text file (binary, or unreadable)"
+            )
+        raise bad(command, f"'uri' {clip(obj['uri'])} does not exist")
     request = AgentRequest(kind=kind, instruction=instruction or "", path=rel, thinking=thinking)
     rng, symbol = widen(folder, rel, text, rng)
     if rng is not None and rng.start != rng.end:
