@@ -58,7 +58,7 @@ def free_port() -> int:
 
 
 def chat_body(model: Path, request: CompletionRequest, max_tokens: int) -> dict[str, Any]:
-    """The same conversation glm-lsp rendered, as an OpenAI chat request (design section 9)."""
+    """The same conversation glm-lsp rendered, as an OpenAI chat request."""
     return {
         "model": str(model),
         "messages": to_openai_messages(list(request.messages)),

@@ -1,7 +1,7 @@
 """A scripted agent session through glm-lsp's real Session, agent loop and MLX runtime.
 
 8 requests with 3 tool steps each (4 completions a request) on a copy of the demo workspace.
-The replies are forced through the tiny model (design section 7); a thin recording wrapper keeps
+The replies are forced through the tiny model (the README's Scripted replies); a thin recording wrapper keeps
 each completion's request (prompt, messages, tools) and result, so the same conversation can be
 replayed to mlx_lm.server and its token accounting checked.
 """

@@ -1,4 +1,4 @@
-"""`glm-lsp` command line (design section 2). Exit codes: 0 ok, 2 usage/config, 3 model/backend."""
+"""`glm-lsp` command line (see the README). Exit codes: 0 ok, 2 usage/config, 3 model/backend."""
 
 from __future__ import annotations
 
@@ -38,8 +38,10 @@ def _int(key: str, raw: str) -> int:
 
 
 def add_setting_flags(parser: argparse.ArgumentParser) -> None:
-    """Every setting of design section 3 as a flag; booleans as --x / --no-x."""
-    group = parser.add_argument_group("settings (design section 3)")
+    """Every setting of the README's Settings as a flag; booleans as --x / --no-x."""
+    group = parser.add_argument_group(
+        "settings (also LSP settings; see the README's Settings table)"
+    )
     for f in fields(Settings):
         flag = "--" + kebab(f.name)
         if isinstance(getattr(Settings(), f.name), bool):

@@ -1,4 +1,4 @@
-"""Settings (design section 3): one typed object, validated with errors that name key and values."""
+"""Settings (the README's Settings): one typed object, validated with errors that name key and values."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Each test writes a Lua driver that runs inside `nvim --clean --headless -u init.lua -l driver.lua`:
 the init puts editors/nvim on the runtimepath and calls setup() with the real `glm-lsp serve`
-(tiny model, scripted replies of design section 7); the driver types the :Glm* commands, waits
+(tiny model, scripted replies of the README's Scripted replies); the driver types the :Glm* commands, waits
 with bounded vim.wait() calls and writes what it observed to a JSON file that the test asserts on.
 """
 

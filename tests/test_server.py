@@ -1,6 +1,6 @@
 """The LSP server end to end: pytest-lsp over stdio against `glm-lsp serve` with the tiny model.
 
-Each test starts its own server with its own scripted replies (design section 7), so what the
+Each test starts its own server with its own scripted replies (the README's Scripted replies), so what the
 model "says" is fixed while tokens, KV cache, streaming and cancellation are all real.
 """
 

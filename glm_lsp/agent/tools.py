@@ -1,4 +1,4 @@
-"""The model-facing tools of design section 5, run against the request's overlay.
+"""The model-facing tools of the README's Model tools, run against the request's overlay.
 
 Every failure becomes a tool result starting with "Error:" so the model can correct itself; nothing
 a tool does touches the disk.

@@ -1,4 +1,4 @@
-"""The model-facing tools (design section 5) as OpenAI-style function schemas.
+"""The model-facing tools (the README's Model tools) as OpenAI-style function schemas.
 
 The list is the same for every request so that the rendered prompt prefix never changes.
 """

@@ -1,4 +1,4 @@
-"""The preserved-thinking log (design section 6): `<stateDir>/thinking.jsonl`, one request a line.
+"""The preserved-thinking log (the README's preserved-thinking log): `<stateDir>/thinking.jsonl`, one request a line.
 
 Appends are flushed and fsynced, so a crash loses at most the line being written; a torn last line
 is dropped with a warning and every complete line survives.

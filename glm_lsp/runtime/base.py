@@ -18,7 +18,7 @@ class Cancelled(Exception):
 
 @dataclass
 class Stats:
-    """Design section 4: reusedTokens + prefilledTokens == promptTokens."""
+    """the README's LSP commands: reusedTokens + prefilledTokens == promptTokens."""
 
     promptTokens: int = 0
     reusedTokens: int = 0

@@ -1,4 +1,4 @@
-"""OpenAI-compatible backend (design section 9): LM Studio, mlx_lm.server, vLLM, Z.ai.
+"""OpenAI-compatible backend: LM Studio, mlx_lm.server, vLLM, Z.ai.
 
 The server streams reasoning, content and tool-call deltas separately; they are turned back into
 GLM-4.7's raw completion text so the agent parses every backend's output the same way. Plain

@@ -1,4 +1,4 @@
-"""Scripted replies (design section 7): the i-th string is the i-th completion's raw text.
+"""Scripted replies (the README's Scripted replies): the i-th string is the i-th completion's raw text.
 
 With the embedded backend the text's tokens are forced through the loaded model one per step by a
 logits processor, so forward passes, KV cache, streaming and cancellation are all real.

@@ -1,4 +1,4 @@
-"""`glm-lsp serve`: the pygls language server of design section 4."""
+"""`glm-lsp serve`: the pygls language server of the README's LSP commands."""
 
 from __future__ import annotations
 

@@ -243,7 +243,7 @@ class GlmServer(LanguageServer):
         # and a larger pool grows by a thread whenever a read is submitted before the last returns.
         super().__init__("glm-lsp", __version__, protocol_cls=GlmProtocol, max_workers=1)
         self.protocol.expected_token = token  # a TCP connection must present it (server/tcp.py)
-        # Command-line flags win over LSP settings (design section 3): keep only those given.
+        # Command-line flags win over LSP settings (the README's Settings): keep only those given.
         defaults = Settings()
         self.flags = {k: v for k, v in flags.to_dict().items() if getattr(defaults, k) != v}
         self.lsp_base = Settings()  # defaults + initializationOptions + didChangeConfiguration

@@ -1,4 +1,4 @@
-"""The glm.* commands of design section 4: agent requests on the worker, the rest on the loop."""
+"""The glm.* commands of the README's LSP commands: agent requests on the worker, the rest on the loop."""
 
 from __future__ import annotations
 

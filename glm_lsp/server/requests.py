@@ -1,4 +1,4 @@
-"""Command arguments (design section 4): checked field by field, turned into AgentRequests.
+"""Command arguments (the README's LSP commands): checked field by field, turned into AgentRequests.
 
 Every error names the field and says what it should hold, and goes back as a JSON-RPC
 InvalidParams error; the server keeps serving.

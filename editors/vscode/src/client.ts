@@ -26,7 +26,7 @@ export function createClient(
     options: cwd ? { cwd } : {},
   };
   const clientOptions: LanguageClientOptions = {
-    // Code actions for any range of any file (design section 4).
+    // Code actions for any range of any file (the README's LSP commands).
     documentSelector: [{ scheme: 'file' }, { scheme: 'untitled' }],
     initializationOptions,
     outputChannelName: 'GLM Server',

@@ -1,4 +1,4 @@
-// The GLM commands: palette commands build the arguments of section 4 from the editor, code
+// The GLM commands: palette commands build the command arguments (README: LSP commands) from the editor, code
 // actions arrive through the client middleware; both go through `run`, which tracks busy state
 // and shows the result.
 

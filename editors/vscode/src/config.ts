@@ -35,7 +35,7 @@ export function readConfig(): GlmConfig {
   return { options: mapped.options, rejected: mapped.rejected, server: typeof server === 'string' ? undefined : server, errors };
 }
 
-/** The default contributed in package.json, which mirrors design section 3. */
+/** The default contributed in package.json, which mirrors the README's Settings. */
 export function settingDefault(key: SettingKey): unknown {
   return vscode.workspace.getConfiguration('glm').inspect(key)?.defaultValue;
 }

@@ -1,4 +1,4 @@
-// Shapes of glm-lsp's commands and notifications (design section 4). No vscode import: the pure
+// Shapes of glm-lsp's commands and notifications (the README's LSP commands). No vscode import: the pure
 // modules and their tests share these types.
 
 export interface Position {

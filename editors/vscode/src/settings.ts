@@ -1,4 +1,4 @@
-// VS Code configuration -> glm-lsp initializationOptions (design section 3). Pure: the extension
+// VS Code configuration -> glm-lsp initializationOptions (the README's Settings). Pure: the extension
 // passes in `inspect` results, so the mapping and its validation are unit-tested without VS Code.
 
 /** The subset of vscode.WorkspaceConfiguration.inspect() that says where a value was set. */
@@ -67,7 +67,7 @@ function nullable(inner: Validator): Validator {
   };
 }
 
-/** Section 3 of the design, in its order; the server receives exactly these camelCase keys. */
+/** The README's Settings table, in its order; the server receives exactly these camelCase keys. */
 const VALIDATORS = {
   backend: oneOf('mlx', 'openai'),
   model: nonEmptyString,
@@ -128,7 +128,7 @@ export function expandPath(value: string, ctx: PathContext): string {
 
 /**
  * Only keys the user set, validated. A bad value is left out (the server keeps its previous
- * value, as section 3 asks) and reported in `errors` naming the key and what it accepts.
+ * value, as the server does) and reported in `errors` naming the key and what it accepts.
  */
 export function toInitializationOptions(inspect: Inspect, ctx: PathContext = {}, trusted = true): Mapped {
   const options: InitializationOptions = {};
@@ -186,7 +186,7 @@ export function parseServerCommand(value: unknown, ctx: PathContext = {}): Serve
 /**
  * Settings for workspace/didChangeConfiguration: the user-set keys, plus the default of each key
  * that was sent before and is now unset, so removing a setting takes effect on the running
- * server (command-line flags still win there, design section 3). Rejected keys are neither sent
+ * server (command-line flags still win there, the README's Settings). Rejected keys are neither sent
  * nor reset: the server keeps their previous value. A key whose default is null but does not
  * accept null (stateDir) cannot be reset this way and is left out.
  * Returns the settings to send and the keys the server then holds from us.

@@ -2,7 +2,7 @@
 
 local M = {}
 
--- Design section 3: the settings the server accepts (it rejects others with a message too).
+-- The README's Settings table: the settings the server accepts (it rejects others with a message too).
 local KNOWN = {
   backend = true,
   model = true,

@@ -9,7 +9,7 @@ local NAME = 'glm_lsp'
 
 M.defaults = {
   cmd = { 'glm-lsp', 'serve' },
-  settings = {}, -- design section 3, camelCase: backend, model, baseUrl, thinking, ...
+  settings = {}, -- the README's Settings, camelCase: backend, model, baseUrl, thinking, ...
   filetypes = nil, -- nil: every filetype
   root_markers = { '.git', '.hg', '.jj', '.glm-lsp' }, -- first found upwards wins; else cwd
   single_server = true, -- one server (one loaded model) for every project, as workspace folders
