@@ -314,9 +314,7 @@ def test_cancel_kills_the_whole_tree(ws: Path, harness, sandbox: str) -> None:
 
 def test_output_is_bounded_head_and_tail(ws: Path, harness) -> None:
     h = harness(sandbox="off")
-    result = h.run(
-        f"{sys.executable} -c \"print('first'); print('x' * 3_000_000); print('last')\""
-    )
+    result = h.run(f"{sys.executable} -c \"print('first'); print('x' * 3_000_000); print('last')\"")
     assert result.splitlines()[:2] == ["exit code 0", "first"]
     assert result.rstrip().endswith("last")
     assert "characters of output cut here" in result
@@ -414,5 +412,5 @@ def test_command_settings_validate_and_flags() -> None:
     assert s.allowCommands == ("pytest *", "ruff check .")
     assert (s.verifyCommand, s.verifyRounds, s.commandTimeout) == ("pytest -q", 1, 9)
     assert (s.sandbox, s.allowNetwork) == ("off", True)
-    with pytest.raises(UsageError, match="glm.sandbox"):
+    with pytest.raises(UsageError, match=r"glm\.sandbox"):
         settings_from(build_parser().parse_args(["run", "ws", "x", "--sandbox", "maybe"]))

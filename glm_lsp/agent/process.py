@@ -4,6 +4,7 @@ cancel or timeout."""
 from __future__ import annotations
 
 import codecs
+import contextlib
 import os
 import signal
 import subprocess
@@ -103,7 +104,9 @@ def run_process(
                     streamed[0] += len(piece)
                     on_output(piece)
                     if streamed[0] >= STREAM_CHARS:
-                        on_output("\n[… output continues; the tool result keeps its head and tail]\n")
+                        on_output(
+                            "\n[… output continues; the tool result keeps its head and tail]\n"
+                        )
             if not chunk:
                 return
 
@@ -118,10 +121,8 @@ def run_process(
             if time.monotonic() >= deadline:
                 timed_out = True
                 break
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(POLL_S)
-            except subprocess.TimeoutExpired:
-                pass
     finally:
         if proc.poll() is None:
             kill_tree(proc)
@@ -136,11 +137,7 @@ def run_process(
 
 def kill_tree(proc: subprocess.Popen) -> None:
     """SIGKILL to the group; bwrap's --die-with-parent and PID namespace take the rest with it."""
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(5)
-    except subprocess.TimeoutExpired:
-        pass

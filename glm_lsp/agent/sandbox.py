@@ -15,7 +15,7 @@ from pathlib import Path
 
 NO_SANDBOX = (
     "no sandbox is available ({why}); install bubblewrap (Debian/Ubuntu: apt-get install "
-    "bubblewrap) or set glm.sandbox to \"off\" (flag --sandbox off) to run commands "
+    'bubblewrap) or set glm.sandbox to "off" (flag --sandbox off) to run commands '
     "unsandboxed in the shadow workspace"
 )
 

@@ -164,9 +164,7 @@ class Session:
         )
         commands = CommandTool(self.root, s, self.state_dir, self.shadow, sink, cancel, ask)
         toolbox = ToolBox(ws, self.index, overlay, commands)
-        agent = Agent(
-            self.backend, toolbox, overlay, options, sink, cancel, verify=commands.verify
-        )
+        agent = Agent(self.backend, toolbox, overlay, options, sink, cancel, verify=commands.verify)
         history = [r["messages"] for r in records]
         result = agent.run(request, history, [int(r.get("turn", 0)) for r in records])
         applied, reason, error = False, None, None
