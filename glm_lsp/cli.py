@@ -44,7 +44,16 @@ def add_setting_flags(parser: argparse.ArgumentParser) -> None:
     )
     for f in fields(Settings):
         flag = "--" + kebab(f.name)
-        if isinstance(getattr(Settings(), f.name), bool):
+        if f.name == "allowCommands":  # a list: one pattern per flag, repeatable
+            group.add_argument(
+                "--allow-command",
+                dest=f.name,
+                action="append",
+                metavar="PATTERN",
+                default=None,
+                help="run_command may run command lines matching this glob (repeatable)",
+            )
+        elif isinstance(getattr(Settings(), f.name), bool):
             group.add_argument(
                 flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None
             )

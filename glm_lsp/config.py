@@ -34,6 +34,13 @@ class Settings:
     stateDir: str | None = None
     persistKvCache: bool = True
     scriptedReplies: str | None = None
+    # run_command and verification (issue 14); RUN_KEYS below count only from the user's own config.
+    allowCommands: tuple[str, ...] = ()
+    verifyCommand: str | None = None
+    verifyRounds: int = 2
+    commandTimeout: int = 300
+    sandbox: Literal["required", "off"] = "required"
+    allowNetwork: bool = False
 
     def merged(self, changes: Mapping[str, Any]) -> Settings:
         """A copy with `changes` applied; raises SettingsError on the first bad key or value."""
@@ -57,9 +64,12 @@ _CHOICES: dict[str, tuple[Any, ...]] = {
     "backend": ("mlx", "openai"),
     "thinking": ("auto", "enabled", "disabled"),
     "kvBits": (None, 4, 8),
+    "sandbox": ("required", "off"),
 }
-_BOOLS = ("preserveThinking", "persistKvCache")
-_POSITIVE_INTS = ("maxTokens", "contextLength", "maxSteps")
+_BOOLS = ("preserveThinking", "persistKvCache", "allowNetwork")
+_POSITIVE_INTS = ("maxTokens", "contextLength", "maxSteps", "commandTimeout")
+# Settings that make commands run: a cloned repository must not be able to set them.
+RUN_KEYS = ("allowCommands", "verifyCommand", "sandbox", "allowNetwork")
 _OPTIONAL_STRINGS = ("stateDir", "scriptedReplies")
 _RANGES = {"temperature": (0.0, 2.0), "topP": (0.0, 1.0)}
 
@@ -81,6 +91,28 @@ def validate(key: str, value: Any) -> Any:
     if key in _BOOLS:
         if not isinstance(value, bool):
             raise SettingsError(key, f"glm.{key} is {_show(value)}; accepted values: true, false")
+        return value
+    if key == "allowCommands":
+        if not isinstance(value, (list, tuple)) or not all(
+            isinstance(v, str) and v.strip() for v in value
+        ):
+            raise SettingsError(
+                key,
+                f"glm.{key} is {_show(value)}; accepted values: a list of glob patterns "
+                'such as ["pytest *", "npm test"]',
+            )
+        return tuple(v.strip() for v in value)
+    if key == "verifyCommand":
+        if value is not None and not (isinstance(value, str) and value.strip()):
+            raise SettingsError(
+                key, f"glm.{key} is {_show(value)}; accepted values: a command line or null"
+            )
+        return value.strip() if value else None
+    if key == "verifyRounds":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise SettingsError(
+                key, f"glm.{key} is {_show(value)}; accepted values: a whole number >= 0"
+            )
         return value
     if key in _POSITIVE_INTS:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from glm_lsp.agent.commands import Verification
 from glm_lsp.agent.edits import ChangeSet, Overlay
 from glm_lsp.agent.prompts import SYSTEM_PROMPT, AgentRequest, user_message
 from glm_lsp.agent.tools import ToolBox
@@ -20,9 +21,9 @@ from glm_lsp.glm.parse import ToolCall as ParsedCall
 from glm_lsp.glm.tool_schemas import TOOLS
 from glm_lsp.runtime.base import Backend, CompletionRequest, Stats
 
-Sink = Callable[
-    [str, str], None
-]  # (kind, text): reasoning | content | tool_call | tool_result | progress
+# (kind, text): reasoning | content | tool_call | tool_result | progress, and tool_output: a
+# piece of a running command's output (sent to the editor as tool_result as it comes).
+Sink = Callable[[str, str], None]
 
 
 NOT_RUN = "Not run: the request reached its tool-call limit (maxSteps)."
@@ -37,6 +38,7 @@ class Options:
     context_length: int = 65536
     temperature: float = 0.7
     top_p: float = 1.0
+    verify_rounds: int = 2  # verifyCommand failures sent back to the model, at most
 
 
 @dataclass
@@ -49,6 +51,7 @@ class AgentResult:
     reads: dict[str, str | None]
     compacted_turns: list[int] = field(default_factory=list)
     stopped: str | None = None  # why the loop ended early (maxSteps, maxTokens)
+    verification: Verification | None = None  # verifyCommand's last outcome on the final edit
 
 
 def _describe(call: ParsedCall) -> str:
@@ -60,8 +63,18 @@ def _describe(call: ParsedCall) -> str:
 
 
 def _progress(call: ParsedCall) -> str:
+    if call.name == "run_command":
+        words = str(call.arguments.get("command", "")).split()
+        return f"running {words[0] if words else 'a command'}…"
     target = call.arguments.get("path") or call.arguments.get("pattern") or ""
     return f"{call.name} {target}".strip()
+
+
+def _verify_feedback(v: Verification) -> str:
+    return (
+        f"The verification command `{v.command}` failed on your edits (exit code {v.exit_code}):"
+        f"\n{v.output}\nFix the cause, then answer again with a short summary."
+    )
 
 
 class Agent:
@@ -73,9 +86,11 @@ class Agent:
         options: Options,
         sink: Sink,
         cancel: threading.Event,
+        verify: Callable[[Overlay], Verification | None] | None = None,
     ) -> None:
         self.backend, self.tools, self.overlay = backend, toolbox, overlay
         self.opt, self.sink, self.cancel = options, sink, cancel
+        self.verify = verify
 
     def _prompt(self, history: list[list[dict]], messages: list[dict]) -> str:
         flat = [m for turn in history for m in turn]
@@ -105,6 +120,8 @@ class Agent:
         self.compacted: list[int] = []
         messages: list[dict[str, Any]] = [{"role": "user", "content": user_message(request)}]
         stats, reasoning, steps, stopped, text = Stats(), [], 0, None, ""
+        verification: Verification | None = None
+        rounds = 0
         while True:
             prompt = self._fit(history, turns, messages)
             self.sink("progress", "thinking" if self.opt.enable_thinking else "writing")
@@ -129,7 +146,14 @@ class Agent:
             if finish == "length":
                 stopped = f"the model reached maxTokens ({self.opt.max_tokens}) in one completion"
             if not calls and not end.errors:
-                break
+                verification = self._verify()
+                if verification is None or verification.passed or verification.exit_code is None:
+                    break
+                if rounds >= self.opt.verify_rounds:
+                    break
+                rounds += 1  # the failure goes back to the model for another round
+                messages.append({"role": "user", "content": _verify_feedback(verification)})
+                continue
             # Unknown tools and malformed calls cost a step like real calls: a model that
             # repeats one must still stop at maxSteps.
             for item in [*calls, *end.errors]:
@@ -144,7 +168,8 @@ class Agent:
                 else:
                     steps += 1
                     result = f"Error: your tool call could not be parsed: {item.message}"
-                self.sink("tool_result", result)
+                # A command's output already streamed as it came: send only what it did not.
+                self.sink("tool_result", getattr(result, "rest", result))
                 messages.append({"role": "tool", "content": result})
             if stopped:
                 break
@@ -161,7 +186,15 @@ class Agent:
             reads=dict(self.tools.reads),
             compacted_turns=self.compacted,
             stopped=stopped,
+            verification=verification,
         )
+
+    def _verify(self) -> Verification | None:
+        """verifyCommand, when set and the request has pending edits."""
+        if self.verify is None or not self.overlay.change_set():
+            return None
+        self.sink("progress", "verifying the edit")
+        return self.verify(self.overlay)
 
     def _complete(
         self, prompt: str, history: list[list[dict]], messages: list[dict]

@@ -9,7 +9,10 @@ SYSTEM_PROMPT = (
     "Use the tools to look at the code before you answer or change it; paths are relative to the "
     "workspace root. Edits you make are collected and shown to the user as one reviewed change, "
     "so make every edit the request needs (including other files that must follow), then answer "
-    "with a short summary of what you did and why. For explanations and questions, answer "
+    "with a short summary of what you did and why. When the project has tests, run the relevant "
+    "ones with run_command before changing code (to see the failure) and again after your edits "
+    "(they see your pending edits); read a failure before editing again. "
+    "For explanations and questions, answer "
     "directly and concisely; do not edit files unless asked."
 )
 

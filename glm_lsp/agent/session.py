@@ -12,10 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from glm_lsp.agent.commands import CommandTool
 from glm_lsp.agent.edits import ChangeSet, Overlay
 from glm_lsp.agent.files import Buffers, ToolError, Workspace, digest
 from glm_lsp.agent.loop import Agent, AgentResult, Options, Sink
+from glm_lsp.agent.permissions import Ask
 from glm_lsp.agent.prompts import COMMANDS, AgentRequest, resolve_thinking
+from glm_lsp.agent.shadow import Shadow
 from glm_lsp.agent.tools import ToolBox
 from glm_lsp.config import Settings
 from glm_lsp.memory.thinking_log import ThinkingLog, new_record, prepare_state_dir
@@ -71,6 +74,17 @@ class Session:
         self.last_generation = index.generation
         self.own_writes: dict[str, str | None] = {}  # path -> digest our applied edit left there
         self.lock = threading.Lock()
+        self._shadow: Shadow | None = None  # made by the first command, kept for the session
+
+    def shadow(self) -> Shadow:
+        if self._shadow is None:
+            self._shadow = Shadow(self.root, self.index)
+        return self._shadow
+
+    def close(self) -> None:
+        if self._shadow is not None:
+            self._shadow.close()
+            self._shadow = None
 
     # -- conversation ------------------------------------------------------------------------
     def history(self) -> tuple[list[list[dict[str, Any]]], list[int]]:
@@ -116,12 +130,19 @@ class Session:
         sink: Sink,
         cancel: threading.Event,
         apply: ApplyEdits,
+        ask: Ask | None = None,
     ) -> Outcome:
+        """`ask` puts a command that allowCommands does not allow to the user (None: nobody)."""
         with self.lock:
-            return self._run(request, sink, cancel, apply)
+            return self._run(request, sink, cancel, apply, ask)
 
     def _run(
-        self, request: AgentRequest, sink: Sink, cancel: threading.Event, apply: ApplyEdits
+        self,
+        request: AgentRequest,
+        sink: Sink,
+        cancel: threading.Event,
+        apply: ApplyEdits,
+        ask: Ask | None,
     ) -> Outcome:
         s = self.settings
         records = self.log.records()
@@ -139,10 +160,11 @@ class Session:
             context_length=s.contextLength,
             temperature=s.temperature,
             top_p=s.topP,
+            verify_rounds=s.verifyRounds,
         )
-        agent = Agent(
-            self.backend, ToolBox(ws, self.index, overlay), overlay, options, sink, cancel
-        )
+        commands = CommandTool(self.root, s, self.state_dir, self.shadow, sink, cancel, ask)
+        toolbox = ToolBox(ws, self.index, overlay, commands)
+        agent = Agent(self.backend, toolbox, overlay, options, sink, cancel, verify=commands.verify)
         history = [r["messages"] for r in records]
         result = agent.run(request, history, [int(r.get("turn", 0)) for r in records])
         applied, reason, error = False, None, None
@@ -176,6 +198,8 @@ class Session:
             record["compacted"] = {"droppedTurns": result.compacted_turns}
         if result.stopped:
             record["stopped"] = result.stopped
+        if result.verification is not None:
+            record["verification"] = result.verification.to_dict()
         if reason and not applied:
             record["failureReason"] = reason
         self.log.append(record)

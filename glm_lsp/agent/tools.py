@@ -11,9 +11,11 @@ from collections.abc import Callable
 from typing import Any
 
 from glm_lsp import textfile
+from glm_lsp.agent.commands import CommandTool
 from glm_lsp.agent.edits import Overlay
 from glm_lsp.agent.files import ToolError, Workspace, digest, shown
 from glm_lsp.agent.text_edit import Ambiguous, check_content, replace_once, with_style_of
+from glm_lsp.runtime.base import Cancelled
 from glm_lsp.workspace import WorkspaceIndex, format_outline
 from glm_lsp.workspace.ignore import compile_glob
 
@@ -28,8 +30,15 @@ def _truncate_note(shown: str, what: str) -> str:
 
 
 class ToolBox:
-    def __init__(self, workspace: Workspace, index: WorkspaceIndex, overlay: Overlay) -> None:
+    def __init__(
+        self,
+        workspace: Workspace,
+        index: WorkspaceIndex,
+        overlay: Overlay,
+        commands: CommandTool | None = None,
+    ) -> None:
         self.ws, self.index, self.overlay = workspace, index, overlay
+        self.commands = commands
         self.reads: dict[str, str | None] = {}  # path -> hash of what the model saw first
         self._tools: dict[str, Callable[..., str]] = {
             "read_file": self.read_file,
@@ -40,6 +49,7 @@ class ToolBox:
             "write_file": self.write_file,
             "rename_file": self.rename_file,
             "delete_file": self.delete_file,
+            "run_command": self.run_command,
         }
 
     def run(self, name: str, arguments: dict[str, Any]) -> str:
@@ -48,6 +58,8 @@ class ToolBox:
             return f"Error: there is no tool '{name}'; the tools are: {', '.join(self._tools)}"
         try:
             return tool(**arguments)
+        except Cancelled:
+            raise  # the request ends; a killed command is no answer for the model
         except ToolError as exc:
             return f"Error: {exc}"
         except TypeError as exc:
@@ -219,6 +231,11 @@ class ToolBox:
             raise ToolError("path and new_path are the same file")
         self.overlay.rename(rel, new_rel)
         return f"renamed '{rel}' to '{new_rel}'"
+
+    def run_command(self, command: str, timeout: int | None = None) -> str:
+        if self.commands is None:
+            raise ToolError("run_command is not available in this request")
+        return self.commands.run(command, timeout, self.overlay)
 
     def delete_file(self, path: str) -> str:
         rel = self.ws.rel(path, writing=True)

@@ -34,18 +34,40 @@ class StderrStream:
     def __call__(self, kind: str, text: str) -> None:
         if kind == "progress":
             return
+        if kind == "tool_output":  # a command's output, as it comes
+            if self.kind != "tool_output_raw":
+                sys.stderr.write("\n")
+            sys.stderr.write(text)
+            sys.stderr.flush()
+            self.kind = "tool_output_raw"
+            return
         if kind != self.kind and self.kind:
             sys.stderr.write("\n")
         if kind == "reasoning" and self.tty:
             text = f"\x1b[2m{text}\x1b[0m"
         elif kind == "tool_call":
             text = f"→ {text}"
+        elif kind == "tool_result" and self.kind == "tool_output_raw":
+            text = text.lstrip("\n")  # the exit code line after a command's streamed output
         elif kind == "tool_result":
             first = text.splitlines()[0] if text else ""
             text = f"  ← {first[:200]}" + (" …" if len(text) > len(first) else "")
         sys.stderr.write(text)
         sys.stderr.flush()
         self.kind = kind
+
+
+def ask_on_terminal(command: str, _first: str) -> str | None:
+    """y/N on the terminal; None (nobody to ask) when stdin is not one."""
+    if not sys.stdin.isatty():
+        return None
+    sys.stderr.write(f"\nglm-lsp: the model wants to run: {command}\nAllow it? [y/N] ")
+    sys.stderr.flush()
+    try:
+        answer = sys.stdin.readline().strip().lower()
+    except (OSError, ValueError):
+        return None
+    return "once" if answer in ("y", "yes") else "deny"
 
 
 def build_request(args: argparse.Namespace, root: Path) -> AgentRequest:
@@ -113,11 +135,13 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
 
     cancel = threading.Event()
     try:
-        outcome = session.run(request, StderrStream(), cancel, apply)
+        outcome = session.run(request, StderrStream(), cancel, apply, ask_on_terminal)
     except (KeyboardInterrupt, Cancelled):
         cancel.set()
         print("\nglm-lsp: cancelled; nothing was written", file=sys.stderr)
         return 130
+    finally:
+        session.close()  # the shadow workspace goes with the request
     sys.stderr.write("\n")
     result = outcome.result
     if result.text:
@@ -126,6 +150,10 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
     if diff:
         print()
         sys.stdout.write(diff)
+    if result.verification is not None:
+        v = result.verification
+        code = "not run" if v.exit_code is None else f"exit code {v.exit_code}"
+        print(f"\nverification: {v.command}: {code}: {v.summary}")
     s = result.stats
     print(
         f"turn {outcome.turn}: {s.promptTokens} prompt tokens ({s.reusedTokens} reused, "

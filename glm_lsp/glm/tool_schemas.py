@@ -82,6 +82,16 @@ TOOLS: list[dict] = [
         new_path=_s("The new path, relative to the workspace root."),
     ),
     _tool("delete_file", "Delete a file of the workspace.", ["path"], path=_PATH),
+    _tool(
+        "run_command",
+        "Run a shell command line (/bin/sh -c) at the workspace root, e.g. the project's tests, "
+        "and get 'exit code N' and its output. It sees your pending edits in a private copy of "
+        "the workspace (nothing it writes reaches the user's files); network is off. Run the "
+        "relevant tests before and after changing code; the user may have to allow a command.",
+        ["command"],
+        command=_s("The command line, e.g. 'pytest -q tests/test_a.py'."),
+        timeout=_i("Seconds before the command is killed (at most the user's limit)."),
+    ),
 ]
 
 TOOL_NAMES = tuple(t["function"]["name"] for t in TOOLS)

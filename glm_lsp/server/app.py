@@ -20,8 +20,9 @@ from pygls.uris import to_fs_path
 from glm_lsp import __version__
 from glm_lsp.agent.edit_store import EditStore, StoredEdit
 from glm_lsp.agent.edits import ChangeSet, check_unchanged, confinement_problems
+from glm_lsp.agent.permissions import ALLOW_ALWAYS, ALLOW_ONCE, DENY, always_label
 from glm_lsp.agent.session import Session
-from glm_lsp.config import Settings, SettingsError
+from glm_lsp.config import RUN_KEYS, Settings, SettingsError, kebab
 from glm_lsp.runtime.factory import make_backend
 from glm_lsp.server.jobs import Job, Worker
 from glm_lsp.server.lsp_edits import stale_open_docs, to_document_changes
@@ -207,6 +208,7 @@ class Folder:
                 self.session_settings = settings
                 return self.session
             self.session.backend.close()
+            self.session.close()
             self.session = None
         if self.watcher is None:
             self.index.scan()
@@ -222,6 +224,8 @@ class Folder:
     def stop(self) -> None:
         if self.watcher is not None:
             self.watcher.stop()
+        if self.session is not None:
+            self.session.close()
 
 
 def lsp_settings(raw: Any) -> dict[str, Any]:
@@ -233,6 +237,21 @@ def lsp_settings(raw: Any) -> dict[str, Any]:
     if "glm" in raw and isinstance(raw["glm"], Mapping):
         return dict(raw["glm"])
     return dict(raw)
+
+
+def _norm(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def refused_message(keys: list[str]) -> str:
+    names = ", ".join(f"glm.{k}" for k in keys)
+    flags = ", ".join(f"--{kebab(k)}" if k != "allowCommands" else "--allow-command" for k in keys)
+    return (
+        f"{names} ignored: settings that let commands run count only from your own "
+        "configuration, never a workspace's (VS Code: user settings; Neovim: your init.lua; "
+        f"other editors: initializationOptions, or the serve flags {flags}); "
+        "restart the server after changing them"
+    )
 
 
 class GlmServer(LanguageServer):
@@ -259,14 +278,25 @@ class GlmServer(LanguageServer):
             super().report_server_error(error, source)
 
     # -- settings ------------------------------------------------------------------------------
-    def update_settings(self, raw: Any) -> str | None:
-        """Apply LSP settings; on a bad value return the error and keep the old settings."""
+    def update_settings(self, raw: Any, *, from_workspace: bool = False) -> str | None:
+        """Apply LSP settings; on a bad value return the error and keep the old settings.
+        `from_workspace`: didChangeConfiguration, which may carry a repository's own settings,
+        so the settings that make commands run are refused there (returned as the message)."""
         try:
-            base = self.lsp_base.merged(lsp_settings(raw))
+            changes = lsp_settings(raw)
+            refused = []
+            if from_workspace:
+                for key in RUN_KEYS:
+                    if key in changes and _norm(changes[key]) != _norm(getattr(self.lsp_base, key)):
+                        refused.append(key)
+                    changes.pop(key, None)
+            base = self.lsp_base.merged(changes)
             effective = base.merged(self.flags)
         except SettingsError as exc:
             return str(exc)
         self.lsp_base, self.settings = base, effective
+        if refused:
+            return refused_message(refused)
         return None
 
     def show_error(self, message: str) -> None:
@@ -373,6 +403,42 @@ class GlmServer(LanguageServer):
             return applied, reason
 
         return apply
+
+    async def ask_permission(self, command: str, first: str) -> str:
+        """window/showMessageRequest: Allow once / Always allow `first …` / Deny."""
+        always = always_label(command)
+        answer = await self.window_show_message_request_async(
+            lsp.ShowMessageRequestParams(
+                type=lsp.MessageType.Warning,
+                message=f"GLM wants to run a command in a sandboxed copy of the workspace:\n{command}",
+                actions=[
+                    lsp.MessageActionItem(title="Allow once"),
+                    lsp.MessageActionItem(title=always),
+                    lsp.MessageActionItem(title="Deny"),
+                ],
+            )
+        )
+        title = answer.title if answer is not None else None
+        return {"Allow once": ALLOW_ONCE, always: ALLOW_ALWAYS}.get(title or "", DENY)
+
+    def ask_from_worker(self, loop: asyncio.AbstractEventLoop, job: Job):
+        """Session.run's `ask`, run on the worker thread: waits for the user, or a cancel."""
+        from glm_lsp.runtime.base import Cancelled
+
+        def ask(command: str, first: str) -> str | None:
+            future = asyncio.run_coroutine_threadsafe(self.ask_permission(command, first), loop)
+            while True:
+                try:
+                    return future.result(timeout=0.1)
+                except TimeoutError:
+                    if job.cancel.is_set():
+                        future.cancel()
+                        raise Cancelled() from None
+                except Exception as exc:  # the client cannot show the question: nobody to ask
+                    log.info("window/showMessageRequest failed: %s", exc)
+                    return None
+
+        return ask
 
     def stop(self) -> None:
         self.worker.shutdown()

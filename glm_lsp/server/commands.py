@@ -52,13 +52,14 @@ async def run_agent(ls: GlmServer, kind: str, args: tuple[Any, ...]) -> dict[str
         f"waiting for the current request ({ls.worker.queued + 1} ahead)" if waiting else "starting"
     )
     apply = ls.apply_from_worker(loop, job, folder, f"{TITLES[kind]}: {request.instruction}"[:120])
+    ask = ls.ask_from_worker(loop, job)
 
     def work() -> Outcome:
         if folder.session is None:  # the first request of a folder loads the model
             relay.sink("progress", "loading the model")
         session = folder.ensure_session(ls.settings)
         job.turn = session.log.next_turn()
-        return session.run(request, relay.sink, job.cancel, apply)
+        return session.run(request, relay.sink, job.cancel, apply, ask)
 
     end_message = "cancelled"
     try:
@@ -85,6 +86,8 @@ async def run_agent(ls: GlmServer, kind: str, args: tuple[Any, ...]) -> dict[str
         "changes": changes_of(folder, result.changes),
         "summary": outcome.summary,
     }
+    if result.verification is not None:
+        reply["verification"] = result.verification.to_dict()
     if not outcome.applied:
         reply["failureReason"] = outcome.failure_reason or (
             "the model proposed no changes" if not result.changes else "not applied"

@@ -37,7 +37,7 @@ def register(server: GlmServer) -> None:
 
     @server.feature(lsp.WORKSPACE_DID_CHANGE_CONFIGURATION)
     def did_change_configuration(ls: GlmServer, params: lsp.DidChangeConfigurationParams) -> None:
-        error = ls.update_settings(params.settings)
+        error = ls.update_settings(params.settings, from_workspace=True)
         if error:
             ls.show_error(error)
 

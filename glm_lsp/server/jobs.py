@@ -99,6 +99,8 @@ class StreamRelay:
         self.loop.call_soon_threadsafe(self.push, kind, text)
 
     def push(self, kind: str, text: str) -> None:
+        if kind == "tool_output":  # a running command's output: tool_result pieces on the wire
+            kind = "tool_result"
         if kind == "progress":
             self.flush()
             self.progress.report(text)

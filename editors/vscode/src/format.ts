@@ -80,15 +80,24 @@ export function answerDocument(command: string, result: AnswerResult): string {
 }
 
 /** Message for a glm.refactor / glm.fix result; `ok` picks information vs warning. */
+/** verifyCommand's outcome in a few words: "`pytest -q` passed (1 passed in 0.01s)". */
+export function verificationText(v: EditResult['verification']): string {
+  if (!v || typeof v.command !== 'string') return '';
+  const verdict = v.exitCode === 0 ? 'passed' : v.exitCode === null ? 'did not run' : `failed (exit code ${v.exitCode})`;
+  return `\`${v.command}\` ${verdict}${v.summary ? `: ${firstLine(v.summary)}` : ''}`;
+}
+
 export function editMessage(result: EditResult): { ok: boolean; text: string } {
   const changes = Array.isArray(result.changes) ? result.changes : [];
   const summary = result.summary?.trim() ? `: ${firstLine(result.summary)}` : '';
+  const verified = verificationText(result.verification);
+  const suffix = verified ? ` [verified: ${verified}]` : '';
   if (result.applied) {
     const n = changes.length;
-    return { ok: true, text: `GLM applied ${n} change${n === 1 ? '' : 's'}${summary}` };
+    return { ok: true, text: `GLM applied ${n} change${n === 1 ? '' : 's'}${summary}${suffix}` };
   }
   if (changes.length === 0 && !result.failureReason) return { ok: true, text: `GLM proposed no changes${summary}` };
-  return { ok: false, text: `GLM edit not applied: ${result.failureReason ?? 'the editor declined it'}` };
+  return { ok: false, text: `GLM edit not applied: ${result.failureReason ?? 'the editor declined it'}${suffix}` };
 }
 
 /** Lines for the output channel after an edit request: summary, changed files, figures. */
@@ -96,6 +105,8 @@ export function editReport(command: string, result: EditResult): string {
   const lines = [`✔ turn ${result.turn} ${command}: ${editMessage(result).text}`];
   if (result.summary?.trim()) lines.push(result.summary.trim());
   for (const change of Array.isArray(result.changes) ? result.changes : []) lines.push(`  ${change.kind} ${change.uri}`);
+  const verified = verificationText(result.verification);
+  if (verified) lines.push(`  verification: ${verified}`);
   const stats = formatStats(result.stats);
   if (stats) lines.push(`  ${stats}`);
   return lines.join('\n') + '\n';

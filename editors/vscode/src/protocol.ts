@@ -65,6 +65,14 @@ export interface EditResult {
   turn: number;
   stats?: Stats;
   failureReason?: string;
+  /** verifyCommand's outcome on the edit (exitCode null: it could not run). */
+  verification?: Verification;
+}
+
+export interface Verification {
+  command: string;
+  exitCode: number | null;
+  summary: string;
 }
 
 export interface StatusResult {

@@ -58,6 +58,16 @@ function envName(v: unknown): Check {
     : bad('an environment variable name such as GLM_LSP_API_KEY');
 }
 
+function nonNegativeInt(v: unknown): Check {
+  return Number.isInteger(v) && (v as number) >= 0 ? ok(v) : bad('an integer >= 0');
+}
+
+function stringList(v: unknown): Check {
+  return Array.isArray(v) && v.every((p) => typeof p === 'string' && p.trim() !== '')
+    ? ok(v.map((p: string) => p.trim()))
+    : bad('a list of glob patterns such as ["pytest *"]');
+}
+
 /** null is the documented default of these keys, so an explicit null is passed on. */
 function nullable(inner: Validator): Validator {
   return (v) => {
@@ -84,6 +94,12 @@ const VALIDATORS = {
   stateDir: nonEmptyString,
   persistKvCache: bool,
   scriptedReplies: nullable(nonEmptyString),
+  allowCommands: stringList,
+  verifyCommand: nullable(nonEmptyString),
+  verifyRounds: nonNegativeInt,
+  commandTimeout: positiveInt,
+  sandbox: oneOf('required', 'off'),
+  allowNetwork: bool,
 } satisfies Record<string, Validator>;
 
 export type SettingKey = keyof typeof VALIDATORS;
@@ -97,6 +113,13 @@ export const CLIENT_KEYS = ['serverCommand', 'trace'] as const;
  * the key, and what is loaded. Matches `restrictedConfigurations` in package.json.
  */
 export const RESTRICTED_KEYS = new Set<SettingKey>(['model', 'baseUrl', 'apiKeyEnv', 'stateDir', 'scriptedReplies']);
+
+/**
+ * Settings that make commands run: only the user's own (global) value counts, trusted or not, so
+ * a repository's .vscode/settings.json can never allow a command (package.json scopes them
+ * `machine` as well).
+ */
+export const USER_ONLY_KEYS = new Set<SettingKey>(['allowCommands', 'verifyCommand', 'sandbox', 'allowNetwork']);
 
 /** Settings whose string value is a path: `~` and `${workspaceFolder}` are expanded. */
 const PATH_KEYS = new Set<SettingKey>(['model', 'stateDir', 'scriptedReplies']);
@@ -136,7 +159,9 @@ export function toInitializationOptions(inspect: Inspect, ctx: PathContext = {},
   const rejected: SettingKey[] = [];
   for (const key of SETTING_KEYS) {
     let inspected = inspect(key);
-    if (!trusted && inspected && RESTRICTED_KEYS.has(key)) inspected = { globalValue: inspected.globalValue };
+    if (inspected && (USER_ONLY_KEYS.has(key) || (!trusted && RESTRICTED_KEYS.has(key)))) {
+      inspected = { globalValue: inspected.globalValue };
+    }
     const { set, value } = userValue(inspected);
     // An empty stateDir means "the default" in the settings UI, not an error.
     if (!set || (key === 'stateDir' && (value === null || value === ''))) continue;

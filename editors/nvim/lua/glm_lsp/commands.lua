@@ -218,6 +218,15 @@ local function present_edit(command, result)
   for _, change in ipairs(type(result.changes) == 'table' and result.changes or {}) do
     float.line(string.format('  %s %s', change.kind, vim.fn.fnamemodify(vim.uri_to_fname(change.uri), ':~:.')), 'GlmToolResult')
   end
+  local v = result.verification
+  if type(v) == 'table' and type(v.command) == 'string' then
+    -- verifyCommand's outcome on this edit (exitCode vim.NIL: it could not run)
+    local verdict = v.exitCode == 0 and 'passed'
+      or (type(v.exitCode) == 'number' and ('failed (exit code ' .. v.exitCode .. ')') or 'did not run')
+    local line = string.format('verification: `%s` %s: %s', v.command, verdict, tostring(v.summary or ''))
+    float.line('  ' .. line, v.exitCode == 0 and 'GlmFooter' or 'GlmError')
+    msg = msg .. ' [' .. line .. ']'
+  end
   local unsaved = result.applied == true and modified_buffers(result.changes) or {}
   if #unsaved > 0 then
     msg = msg .. string.format(' (%d unsaved buffer%s: :wall writes them)', #unsaved, #unsaved == 1 and '' or 's')

@@ -19,6 +19,12 @@ local KNOWN = {
   stateDir = true,
   persistKvCache = true,
   scriptedReplies = true,
+  allowCommands = true,
+  verifyCommand = true,
+  verifyRounds = true,
+  commandTimeout = true,
+  sandbox = true,
+  allowNetwork = true,
 }
 
 local function check_version()

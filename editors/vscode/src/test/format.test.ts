@@ -114,6 +114,20 @@ describe('format: edit and undo results', () => {
     );
   });
 
+  it('shows the verification outcome with the edit', () => {
+    const verification = { command: 'pytest -q', exitCode: 0, summary: '1 passed in 0.01s' };
+    assert.deepEqual(editMessage({ applied: true, changes, summary: 'Fixed add.', turn: 3, verification }), {
+      ok: true,
+      text: 'GLM applied 2 changes: Fixed add. [verified: `pytest -q` passed: 1 passed in 0.01s]',
+    });
+    const failed = { command: 'pytest -q', exitCode: 1, summary: '1 failed in 0.02s' };
+    assert.equal(
+      editReport('glm.fix', { applied: false, changes, summary: '', turn: 3, failureReason: 'declined', verification: failed }),
+      '✔ turn 3 glm.fix: GLM edit not applied: declined [verified: `pytest -q` failed (exit code 1): 1 failed in 0.02s]\n'
+        + '  edit file:///w/a.py\n  create file:///w/b.py\n  verification: `pytest -q` failed (exit code 1): 1 failed in 0.02s\n',
+    );
+  });
+
   it('undo messages from the usual result fields', () => {
     assert.deepEqual(undoMessage({ reverted: true }), { ok: true, text: 'GLM undid the last edit.' });
     assert.deepEqual(undoMessage({ reverted: false, reason: 'a.py changed since' }), { ok: false, text: 'GLM could not undo: a.py changed since' });

@@ -1,0 +1,102 @@
+"""Shadow workspace and sandbox costs on the 10,000-file benchmark tree (bench_index.generate).
+
+Run: python -m benchmarks.bench_shadow      (or import and call run() -> dict)
+
+Measures shadow creation (time, bytes copied, bytes allocated: a reflink shares blocks), syncing
+one pending edit, a no-change refresh (the stat walk before every command), and the overhead of
+running `true` under bubblewrap versus plainly (medians of several runs).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from benchmarks.bench_index import generate
+from glm_lsp.agent.edits import Overlay
+from glm_lsp.agent.files import Workspace
+from glm_lsp.agent.process import run_process
+from glm_lsp.agent.sandbox import Jail, Unavailable, wrap
+from glm_lsp.agent.shadow import Shadow
+from glm_lsp.workspace import WorkspaceIndex
+
+EDITS = 20
+RUNS = 15
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 2)
+
+
+def _true(argv: list[str], cwd: Path) -> float:
+    start = time.perf_counter()
+    run_process(
+        [*argv, "/bin/sh", "-c", "true"],
+        cwd,
+        {"PATH": "/usr/bin:/bin"},
+        60,
+        threading.Event(),
+        lambda _t: None,
+    )
+    return time.perf_counter() - start
+
+
+def run() -> dict:
+    with tempfile.TemporaryDirectory(prefix="glm-bench-shadow-") as tmp:
+        root = Path(tmp) / "tree"
+        root.mkdir()
+        generate(root)
+        index = WorkspaceIndex(root)
+        index.scan()
+        shadow = Shadow(root, index, parent=Path(tmp))
+        start = time.perf_counter()
+        copied = shadow.refresh()
+        create_s = time.perf_counter() - start
+        refresh = []
+        for _ in range(5):
+            start = time.perf_counter()
+            shadow.refresh()
+            refresh.append(time.perf_counter() - start)
+        overlay = Overlay(Workspace(root, root / ".glm-lsp"))
+        target = index.files()[0]
+        syncs = []
+        for i in range(EDITS):
+            overlay.write(target, f"# edit {i}\n")
+            start = time.perf_counter()
+            shadow.sync(overlay)
+            syncs.append(time.perf_counter() - start)
+        out = {
+            "files": copied,
+            "create_ms": _ms(create_s),
+            "bytes_copied": shadow.bytes_copied,
+            "bytes_allocated": shadow.disk_usage(),
+            "sync_one_edit_ms_median": _ms(statistics.median(syncs)),
+            "refresh_no_change_ms_median": _ms(statistics.median(refresh)),
+        }
+        jail = Jail(shadow.dir, root, (), Path(tmp), False)
+        plain = [_true([], shadow.dir) for _ in range(RUNS)]
+        out["plain_true_ms_median"] = _ms(statistics.median(plain))
+        try:
+            prefix, cwd = wrap(jail)
+            boxed = [_true(prefix, cwd) for _ in range(RUNS)]
+            out["sandboxed_true_ms_median"] = _ms(statistics.median(boxed))
+            out["sandbox_overhead_ms"] = round(
+                out["sandboxed_true_ms_median"] - out["plain_true_ms_median"], 2
+            )
+        except Unavailable as exc:
+            out["sandboxed_true_ms_median"] = None
+            out["sandbox_note"] = str(exc)
+        shadow.close()
+        shutil.rmtree(root, ignore_errors=True)
+    return out
+
+
+if __name__ == "__main__":
+    json.dump(run(), sys.stdout, indent=1)
+    print()

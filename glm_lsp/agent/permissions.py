@@ -1,0 +1,82 @@
+"""Which command lines run_command may run: allowCommands globs, the user's "always" answers, or a
+question to the user; with nobody to ask, nothing runs."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+import os
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+ALLOW_ONCE, ALLOW_ALWAYS, DENY = "once", "always", "deny"
+# (command, first word) -> ALLOW_ONCE | ALLOW_ALWAYS | DENY; None: nobody can be asked.
+Ask = Callable[[str, str], "str | None"]
+# An "always allow pytest …" answer never covers a line that chains or redirects into more.
+SHELL_CONTROL = re.compile(r"[;&|`$<>(){}\n\\]")
+
+
+def first_word(command: str) -> str:
+    parts = command.split()
+    return parts[0] if parts else ""
+
+
+def always_label(command: str) -> str:
+    return f"Always allow `{first_word(command)} …`"
+
+
+class Permissions:
+    def __init__(self, state_dir: Path, patterns: Sequence[str]) -> None:
+        self.path = state_dir / "permissions.json"
+        self.patterns = tuple(patterns)
+
+    def remembered(self) -> list[str]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError) as exc:
+            log.warning("ignoring unreadable %s: %s", self.path, exc)
+            return []
+        words = data.get("always") if isinstance(data, dict) else None
+        return [w for w in words if isinstance(w, str) and w] if isinstance(words, list) else []
+
+    def allowed(self, command: str) -> bool:
+        line = command.strip()
+        if any(fnmatch.fnmatchcase(line, p) for p in self.patterns):
+            return True
+        word = first_word(line)
+        return bool(word) and not SHELL_CONTROL.search(line) and word in self.remembered()
+
+    def remember(self, command: str) -> None:
+        words = self.remembered()
+        word = first_word(command)
+        if word and word not in words:
+            words.append(word)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"v": 1, "always": words}, indent=1) + "\n", encoding="utf-8")
+        os.replace(tmp, self.path)
+
+    def check(self, command: str, ask: Ask | None) -> str | None:
+        """None when the command may run, else the tool result explaining why it did not."""
+        if self.allowed(command):
+            return None
+        answer = ask(command, first_word(command)) if ask is not None else None
+        if answer == ALLOW_ALWAYS:
+            self.remember(command)
+            return None
+        if answer == ALLOW_ONCE:
+            return None
+        if answer == DENY:
+            return "Error: not run: the user denied this command; do not retry it"
+        example = f"{first_word(command)} *"
+        return (
+            "Error: not run: this command is not allowed and there is no one to ask. It runs "
+            f"when it matches the allowCommands setting (e.g. glm.allowCommands: [{example!r}], "
+            f"flag --allow-command {example!r})"
+        ).replace("'", '"')

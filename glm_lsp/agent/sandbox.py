@@ -1,0 +1,110 @@
+"""The OS sandbox a command runs in: bubblewrap on Linux, sandbox-exec on macOS.
+
+Writable inside: the shadow workspace and a private temp dir; everything else read-only; network
+off unless allowed. `wrap` returns the argv prefix, or says why no sandbox is available.
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+NO_SANDBOX = (
+    "no sandbox is available ({why}); install bubblewrap (Debian/Ubuntu: apt-get install "
+    'bubblewrap) or set glm.sandbox to "off" (flag --sandbox off) to run commands '
+    "unsandboxed in the shadow workspace"
+)
+
+
+@dataclass(frozen=True)
+class Jail:
+    """Where a command runs: the shadow, where it shows up, and what else it may see."""
+
+    shadow: Path  # the shadow workspace on disk
+    root: Path  # the user's workspace: bwrap mounts the shadow over this path
+    exposed: tuple[str, ...]  # ignored dirs of the root made visible read-only (.venv, ...)
+    temp: Path  # private temp dir (sandbox-exec; bwrap uses a fresh tmpfs)
+    allow_network: bool
+
+
+class Unavailable(Exception):
+    """No OS sandbox here; the message says how to get one or turn it off."""
+
+
+@functools.lru_cache(maxsize=1)
+def _bwrap_works(bwrap: str) -> str | None:
+    """bwrap can be installed yet unusable (user namespaces disabled): try it once."""
+    try:
+        done = subprocess.run(
+            [bwrap, "--ro-bind", "/", "/", "--unshare-net", "--unshare-pid", "true"],
+            capture_output=True,
+            timeout=20,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
+    if done.returncode != 0:
+        return done.stderr.decode(errors="replace").strip()[:200] or "bwrap failed"
+    return None
+
+
+def bwrap_argv(jail: Jail, bwrap: str = "bwrap") -> list[str]:
+    # The shadow is mounted at the workspace's own path, so absolute paths (editable installs,
+    # venv shebangs, messages) mean the shadow's files; sources resolve in the original root.
+    argv = [
+        bwrap,
+        "--ro-bind", "/", "/",
+        "--dev", "/dev",
+        "--proc", "/proc",
+        "--tmpfs", "/tmp",
+        "--bind", str(jail.shadow), str(jail.root),
+    ]  # fmt: skip
+    for name in jail.exposed:
+        argv += ["--ro-bind", str(jail.root / name), str(jail.root / name)]
+    argv += [
+        "--chdir", str(jail.root),
+        "--setenv", "TMPDIR", "/tmp",
+        "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+        "--die-with-parent", "--new-session",
+    ]  # fmt: skip
+    if not jail.allow_network:
+        argv.append("--unshare-net")
+    return argv
+
+
+def _sbpl(path: Path) -> str:
+    return '"' + str(path).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def seatbelt_argv(jail: Jail) -> list[str]:
+    """macOS: written to the same rules, but not tested (no macOS machine in CI)."""
+    profile = [
+        "(version 1)",
+        "(allow default)",
+        "(deny file-write*)",
+        f"(allow file-write* (subpath {_sbpl(jail.shadow)}) (subpath {_sbpl(jail.temp)})",
+        ' (literal "/dev/null") (literal "/dev/tty"))',
+    ]
+    if not jail.allow_network:
+        profile.append("(deny network*)")
+    return ["sandbox-exec", "-p", "\n".join(profile)]
+
+
+def wrap(jail: Jail) -> tuple[list[str], Path]:
+    """The argv prefix that confines a `/bin/sh -c` and the cwd to start it in."""
+    if sys.platform == "darwin":
+        if shutil.which("sandbox-exec") is None:
+            raise Unavailable(NO_SANDBOX.format(why="sandbox-exec not found"))
+        return seatbelt_argv(jail), jail.shadow
+    if not sys.platform.startswith("linux"):
+        raise Unavailable(NO_SANDBOX.format(why=f"no sandbox support on {sys.platform}"))
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        raise Unavailable(NO_SANDBOX.format(why="bwrap not found"))
+    problem = _bwrap_works(bwrap)
+    if problem:
+        raise Unavailable(NO_SANDBOX.format(why=f"bwrap does not run here: {problem}"))
+    return bwrap_argv(jail, bwrap), jail.shadow

@@ -1,0 +1,195 @@
+"""The shadow workspace: a private copy of the workspace where commands run.
+
+It holds the indexed (not ignored) files plus the request's pending edits, so tests see the edit
+before the user accepts it, and whatever the tests write (__pycache__, .pytest_cache, build
+output) stays in the shadow. One per session, kept up to date incrementally: only files whose
+source or copy changed since the last sync are copied again. Large ignored directories a project
+needs to run (.venv, node_modules, target) are shown, never copied.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import shutil
+import stat
+import tempfile
+import weakref
+from pathlib import Path
+
+from glm_lsp import textfile
+from glm_lsp.agent.edits import Overlay
+from glm_lsp.agent.files import digest
+from glm_lsp.workspace import WorkspaceIndex
+
+EXPOSED = (".venv", "venv", "node_modules", "target")
+FICLONE = 0x40049409  # linux/fs.h: share the source's blocks (btrfs, xfs) instead of copying
+Stamp = tuple[int, int]  # (mtime_ns, size)
+
+
+def _stamp(path: str) -> Stamp | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size) if stat.S_ISREG(st.st_mode) else None
+
+
+def clone_file(src: str, dst: str) -> None:
+    """Reflink where the filesystem can, else an in-kernel copy, else a plain one. Never a hard
+    link: a command writing the copy would write the user's file."""
+    with open(src, "rb") as fin:
+        mode = os.fstat(fin.fileno()).st_mode & 0o777
+        with open(dst, "wb") as fout:
+            try:
+                fcntl.ioctl(fout.fileno(), FICLONE, fin.fileno())
+            except OSError:
+                try:
+                    while os.copy_file_range(fin.fileno(), fout.fileno(), 1 << 30):
+                        pass
+                except OSError as exc:
+                    if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                        raise
+                    fout.seek(0)
+                    fout.truncate()
+                    fin.seek(0)
+                    shutil.copyfileobj(fin, fout, 1 << 20)
+    os.chmod(dst, mode)
+
+
+class Shadow:
+    def __init__(self, root: Path, index: WorkspaceIndex, parent: Path | None = None) -> None:
+        self.root, self.index = root.resolve(), index
+        self.dir = Path(tempfile.mkdtemp(prefix="glm-lsp-shadow-", dir=parent)).resolve()
+        self._cleanup = weakref.finalize(self, shutil.rmtree, str(self.dir), True)
+        self.copied: dict[str, tuple[Stamp, Stamp]] = {}  # rel -> (source, copy) when copied
+        self.pending: dict[str, str | None] = {}  # rel -> digest of the pending edit written
+        self.exposed: tuple[str, ...] = ()
+        self.mode: str | None = None  # how exposed dirs are shown: "mount" or "link"
+        self.bytes_copied = 0
+
+    def close(self) -> None:
+        self._cleanup()
+
+    # -- the workspace's own files -------------------------------------------------------------
+    def refresh(self) -> int:
+        """Bring the copy in line with the workspace (files changed on either side); returns the
+        number of files copied. Paths with a pending edit are left to `sync`."""
+        wanted = set(self.index.files())
+        count = 0
+        for rel in wanted:
+            if rel in self.pending:
+                continue
+            src, dst = str(self.root / rel), str(self.dir / rel)
+            had = self.copied.get(rel)
+            if had is not None and had == (_stamp(src), _stamp(dst)):
+                continue
+            count += self._copy(rel)
+        for rel in [r for r in self.copied if r not in wanted and r not in self.pending]:
+            self._remove(rel)
+        self.exposed = tuple(
+            n for n in EXPOSED if (self.root / n).is_dir() and n not in self._top_level(wanted)
+        )
+        return count
+
+    @staticmethod
+    def _top_level(files: set[str]) -> set[str]:
+        return {f.split("/", 1)[0] for f in files}
+
+    def _copy(self, rel: str) -> int:
+        src, dst = self.root / rel, self.dir / rel
+        try:
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if dst.is_symlink() or dst.is_dir():
+                _remove_any(dst)
+            clone_file(str(src), str(dst))
+        except OSError:  # vanished or unreadable since the index saw it: not in the shadow
+            self.copied.pop(rel, None)
+            _remove_any(dst)
+            return 0
+        self.bytes_copied += dst.stat().st_size
+        self.copied[rel] = (_stamp(str(src)), _stamp(str(dst)))  # type: ignore[assignment]
+        return 1
+
+    def _remove(self, rel: str) -> None:
+        self.copied.pop(rel, None)
+        _remove_any(self.dir / rel)
+
+    # -- the request's pending edits -----------------------------------------------------------
+    def sync(self, overlay: Overlay) -> int:
+        """Write the overlay's pending edits; undo the ones a previous sync wrote that are no
+        longer pending. Returns the number of files written or removed."""
+        wanted: dict[str, str | None] = {
+            rel: digest(entry.content) for rel, entry in overlay.files.items()
+        }
+        for rel in overlay.removed_paths():
+            wanted[rel] = None
+        count = 0
+        for rel, want in wanted.items():
+            if rel in self.pending and self.pending[rel] == want and self._intact(rel, want):
+                continue
+            path = self.dir / rel
+            if want is None:
+                _remove_any(path)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                if path.is_symlink() or path.is_dir():
+                    _remove_any(path)
+                path.write_bytes(textfile.encode(overlay.files[rel].content))
+            self.copied.pop(rel, None)
+            self.pending[rel] = want
+            count += 1
+        for rel in [r for r in self.pending if r not in wanted]:
+            del self.pending[rel]  # back to the workspace's own file (or none)
+            if (self.root / rel).is_file() and rel in set(self.index.files()):
+                count += self._copy(rel)
+            else:
+                self._remove(rel)
+                count += 1
+        return count
+
+    def _intact(self, rel: str, want: str | None) -> bool:
+        """A command may have rewritten a pending file in the shadow: the edit must win again."""
+        path = self.dir / rel
+        if want is None:
+            return not path.exists()
+        try:
+            return digest(textfile.decode(path.read_bytes()).text) == want
+        except (OSError, ValueError):
+            return False
+
+    # -- ignored directories the project needs -------------------------------------------------
+    def show_exposed(self, mode: str) -> None:
+        """`mount`: empty dirs for bwrap to mount the real ones on; `link`: symlinks to them."""
+        for name in self.exposed:
+            place = self.dir / name
+            if mode == "link":
+                if not (place.is_symlink() and os.readlink(place) == str(self.root / name)):
+                    _remove_any(place)
+                    place.symlink_to(self.root / name)
+            elif place.is_symlink() or not place.is_dir():
+                _remove_any(place)
+                place.mkdir()
+        self.mode = mode
+
+    def disk_usage(self) -> int:
+        """Bytes allocated to the shadow's files (a reflinked copy shares its blocks)."""
+        total = 0
+        for base, _dirs, names in os.walk(self.dir):
+            for name in names:
+                try:
+                    total += os.lstat(os.path.join(base, name)).st_blocks * 512
+                except OSError:
+                    continue
+        return total
+
+
+def _remove_any(path: Path) -> None:
+    try:
+        if path.is_symlink() or not path.is_dir():
+            path.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(path)
+    except OSError:
+        pass
