@@ -34,6 +34,7 @@ class Settings:
     stateDir: str | None = None
     persistKvCache: bool = True
     scriptedReplies: str | None = None
+    review: Literal["preview", "direct"] = "preview"  # preview: the editor asks before each file
 
     def merged(self, changes: Mapping[str, Any]) -> Settings:
         """A copy with `changes` applied; raises SettingsError on the first bad key or value."""
@@ -57,6 +58,7 @@ _CHOICES: dict[str, tuple[Any, ...]] = {
     "backend": ("mlx", "openai"),
     "thinking": ("auto", "enabled", "disabled"),
     "kvBits": (None, 4, 8),
+    "review": ("preview", "direct"),
 }
 _BOOLS = ("preserveThinking", "persistKvCache")
 _POSITIVE_INTS = ("maxTokens", "contextLength", "maxSteps")
