@@ -84,6 +84,7 @@ const VALIDATORS = {
   stateDir: nonEmptyString,
   persistKvCache: bool,
   scriptedReplies: nullable(nonEmptyString),
+  review: oneOf('preview', 'direct'),
 } satisfies Record<string, Validator>;
 
 export type SettingKey = keyof typeof VALIDATORS;

@@ -19,6 +19,7 @@ local KNOWN = {
   stateDir = true,
   persistKvCache = true,
   scriptedReplies = true,
+  review = true,
 }
 
 local function check_version()

@@ -19,10 +19,11 @@ function inspectOf(user: Record<string, unknown>, scope: keyof Inspected = 'glob
 }
 
 describe('settings: keys', () => {
-  it('mirrors the README's Settings exactly, in camelCase', () => {
+  it("mirrors the README's Settings exactly, in camelCase", () => {
     assert.deepEqual(SETTING_KEYS, [
       'backend', 'model', 'baseUrl', 'apiKeyEnv', 'thinking', 'preserveThinking', 'temperature', 'topP',
       'maxTokens', 'contextLength', 'kvBits', 'maxSteps', 'stateDir', 'persistKvCache', 'scriptedReplies',
+      'review',
     ]);
   });
 
