@@ -37,12 +37,15 @@ def _int(key: str, raw: str) -> int:
         raise SettingsError(key, f"--{kebab(key)} is {raw!r}; give a whole number") from None
 
 
-def add_setting_flags(parser: argparse.ArgumentParser) -> None:
-    """Every setting of the README's Settings as a flag; booleans as --x / --no-x."""
+def add_setting_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
+    """Every setting of the README's Settings as a flag; booleans as --x / --no-x. `skip`: a
+    setting whose flag would clash with the command's own (run --review)."""
     group = parser.add_argument_group(
         "settings (also LSP settings; see the README's Settings table)"
     )
     for f in fields(Settings):
+        if f.name in skip:
+            continue
         flag = "--" + kebab(f.name)
         if f.name == "allowCommands":  # a list: one pattern per flag, repeatable
             group.add_argument(
@@ -188,7 +191,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --apply, also write files that run code on their own (CI, .envrc, tasks)",
     )
-    add_setting_flags(run)
+    run.add_argument(
+        "--review",
+        dest="interactive_review",
+        action="store_true",
+        help="with --apply, ask per file and hunk on the terminal (y, n, a: rest of the file, "
+        "q: leave the rest) and write only what you take",
+    )
+    add_setting_flags(run, skip=("review",))
     run.set_defaults(func=_cmd_run)
 
     undo = sub.add_parser("undo", help="revert the last applied edit if its files are unchanged")

@@ -34,13 +34,14 @@ class Settings:
     stateDir: str | None = None
     persistKvCache: bool = True
     scriptedReplies: str | None = None
-    # run_command and verification (issue 14); RUN_KEYS below count only from the user's own config.
+    # run_command and verification; RUN_KEYS below count only from the user's own config.
     allowCommands: tuple[str, ...] = ()
     verifyCommand: str | None = None
     verifyRounds: int = 2
     commandTimeout: int = 300
     sandbox: Literal["required", "off"] = "required"
     allowNetwork: bool = False
+    review: Literal["preview", "direct"] = "preview"  # preview: the editor asks before each file
 
     def merged(self, changes: Mapping[str, Any]) -> Settings:
         """A copy with `changes` applied; raises SettingsError on the first bad key or value."""
@@ -65,6 +66,7 @@ _CHOICES: dict[str, tuple[Any, ...]] = {
     "thinking": ("auto", "enabled", "disabled"),
     "kvBits": (None, 4, 8),
     "sandbox": ("required", "off"),
+    "review": ("preview", "direct"),
 }
 _BOOLS = ("preserveThinking", "persistKvCache", "allowNetwork")
 _POSITIVE_INTS = ("maxTokens", "contextLength", "maxSteps", "commandTimeout")

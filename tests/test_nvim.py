@@ -163,7 +163,8 @@ def run_nvim(
     config = {
         "plugin": str(PLUGIN),
         "result": str(result),
-        "settings": settings or {},
+        # These tests take the edit at once; the review tab (review = "preview") has its own test.
+        "settings": {"review": "direct", **(settings or {})},
         "cmd": [
             sys.executable,
             "-m",
@@ -554,3 +555,63 @@ def test_code_action_refactor_in_a_second_project(tmp_path: Path, model: Path) -
     assert seen["m_lines"] == ["def area(width, height):", "    return width * height"]
     assert (other / ".glm-lsp" / "thinking.jsonl").exists()  # that project's own log
     assert not (root / ".glm-lsp" / "thinking.jsonl").exists()
+
+
+REVIEWED = [
+    REFACTOR[0],
+    REFACTOR[1] + tool_call_text("write_file", {"path": "pkg/__init__.py", "content": "X = 1\n"}),
+    REFACTOR[2],
+]
+
+
+def test_review_tab_takes_a_file_leaves_a_file_and_one_hunk(tmp_path: Path, model: Path) -> None:
+    """review = "preview": the edit waits in the review tab; the user rejects __init__.py,
+    accepts b.py, and takes only a.py's first hunk in the diff with `do`."""
+    body = """
+  local a = open('pkg/a.py')
+  vim.cmd('GlmRefactor rename foo to bar')
+  local review = require('glm_lsp.review')
+  wait('the review tab', function() return review.current ~= nil end)
+  R.status = require('glm_lsp').status()
+  R.list = lines(0)
+  local function key(keys) vim.api.nvim_feedkeys(vim.keycode(keys), 'x', false) end
+  vim.api.nvim_win_set_cursor(0, { 3, 0 }); key('r')
+  vim.api.nvim_win_set_cursor(0, { 5, 0 }); key('a')
+  vim.api.nvim_win_set_cursor(0, { 4, 0 }); key('<CR>')
+  R.diff_windows = #vim.api.nvim_tabpage_list_wins(0)
+  R.diff_on = vim.wo.diff
+  vim.api.nvim_win_set_cursor(0, { 1, 0 }); key('do')
+  key('q')
+  R.list_after = lines(0)
+  key('q')
+  local d = done(1)
+  R.result, R.err = d.result, d.err
+  R.status_after = require('glm_lsp').status()
+  R.a_lines = lines(a)
+  local b = vim.fn.bufnr(vim.fn.fnamemodify('pkg/b.py', ':p'))
+  R.b_lines = lines(b)
+  R.init_buf = vim.fn.bufnr(vim.fn.fnamemodify('pkg/__init__.py', ':p'))
+  R.tabs = #vim.api.nvim_list_tabpages()
+"""
+    seen, root = run_nvim(tmp_path, model, REVIEWED, body, settings={"review": "preview"})
+    assert seen.get("err") is None, seen["err"]
+    assert seen["status"] == "GLM: review (3 files)"
+    assert seen["list"][2:] == [
+        "[ ] modify  pkg/__init__.py  (1 change)",
+        "[ ] modify  pkg/a.py  (2 changes)",
+        "[ ] modify  pkg/b.py  (2 changes)",
+    ]
+    assert seen["diff_windows"] == 2 and seen["diff_on"] is True
+    assert [line[:3] for line in seen["list_after"][2:]] == ["[r]", "[~]", "[a]"]
+    result = seen["result"]
+    assert result["applied"] is True, result
+    by_name = {Path(c["uri"]).name: c for c in result["changes"]}
+    assert by_name["__init__.py"]["applied"] is False
+    assert by_name["a.py"]["applied"] is True
+    assert by_name["a.py"]["hunks"] == {"applied": 1, "total": 2}
+    assert by_name["b.py"]["applied"] is True and "hunks" not in by_name["b.py"]
+    assert "\n".join(seen["a_lines"]) + "\n" == A_PY.replace("def foo", "def bar")
+    assert "\n".join(seen["b_lines"]) + "\n" == B_PY.replace("foo", "bar")
+    assert seen["init_buf"] == -1  # the rejected file was never touched
+    assert seen["tabs"] == 1 and seen["status_after"].startswith("GLM: idle")
+    assert (root / "pkg" / "__init__.py").read_text() == ""

@@ -66,6 +66,7 @@ async def server(
     folders: list[Path] | None = None,
     setup: Callable[[LanguageClient], None] | None = None,
     watched_dynamic: bool = False,
+    edit_caps: lsp.WorkspaceEditClientCapabilities | None = None,
 ) -> AsyncIterator[tuple[LanguageClient, Recorder, Path]]:
     root = root or workspace(tmp)
     script = tmp / f"replies-{len(list(tmp.glob('replies-*')))}.json"
@@ -114,7 +115,8 @@ async def server(
         window=lsp.WindowClientCapabilities(work_done_progress=progress),
         workspace=lsp.WorkspaceClientCapabilities(
             apply_edit=True,
-            workspace_edit=lsp.WorkspaceEditClientCapabilities(
+            workspace_edit=edit_caps
+            or lsp.WorkspaceEditClientCapabilities(
                 document_changes=True,
                 resource_operations=[
                     lsp.ResourceOperationKind.Create,

@@ -44,6 +44,7 @@ class FileChange:
 @dataclass
 class ChangeSet:
     changes: list[FileChange] = field(default_factory=list)
+    summary_text: str = ""  # the model's summary: the review annotations describe the edit by it
 
     def __bool__(self) -> bool:
         return bool(self.changes)

@@ -34,6 +34,7 @@ class AgentRequest:
     thinking: str | None = None  # per-request override: enabled | disabled | auto
     changed: list[str] = field(default_factory=list)  # "modified src/a.py" since last request
     stale: list[str] = field(default_factory=list)  # files read earlier that changed since
+    rejected: list[str] = field(default_factory=list)  # "the user rejected the change to a.py"
 
 
 _VERBS = {
@@ -66,6 +67,12 @@ def user_message(req: AgentRequest) -> str:
         parts.append(
             "Changed in the workspace since the previous request:\n"
             + "\n".join(f"- {c}" for c in req.changed)
+        )
+    if req.rejected:
+        parts.append(
+            "You proposed changes in the previous request; "
+            + "; ".join(req.rejected)
+            + ". Those parts never landed: do not build on them."
         )
     if req.stale:
         parts.append(

@@ -15,6 +15,7 @@ from typing import Any
 from glm_lsp.agent.commands import CommandTool
 from glm_lsp.agent.edits import ChangeSet, Overlay
 from glm_lsp.agent.files import Buffers, ToolError, Workspace, digest
+from glm_lsp.agent.landing import ApplyReport, Landing
 from glm_lsp.agent.loop import Agent, AgentResult, Options, Sink
 from glm_lsp.agent.permissions import Ask
 from glm_lsp.agent.prompts import COMMANDS, AgentRequest, resolve_thinking
@@ -25,8 +26,9 @@ from glm_lsp.memory.thinking_log import ThinkingLog, new_record, prepare_state_d
 from glm_lsp.runtime.base import Backend, Cancelled
 from glm_lsp.workspace import WorkspaceIndex
 
-# Decides what happens to a request's edits: (applied, reason when not applied).
-ApplyEdits = Callable[[ChangeSet], "tuple[bool, str | None]"]
+# Decides what happens to a request's edits: (applied, reason when not applied), or an
+# ApplyReport when the user reviewed it and only part may have landed.
+ApplyEdits = Callable[[ChangeSet], "tuple[bool, str | None] | ApplyReport"]
 MAX_STALE_CHECKS = 200
 
 
@@ -37,6 +39,8 @@ class Outcome:
     thinking: bool
     applied: bool
     failure_reason: str | None
+    # per change: did it land, when the user reviewed the edit (None: all or nothing)
+    landings: list[Landing] | None = None
 
     @property
     def summary(self) -> str:
@@ -150,6 +154,7 @@ class Session:
         thinking = resolve_thinking(s.thinking, request.thinking, request.kind)
         request.changed = request.changed or self._changed_since_last()
         request.stale = request.stale or self._stale_reads(records)
+        request.rejected = request.rejected or rejected_notes(records[-1] if records else None)
         ws = Workspace(self.root, self.state_dir, self.buffers)
         overlay = Overlay(ws)
         options = Options(
@@ -167,19 +172,24 @@ class Session:
         agent = Agent(self.backend, toolbox, overlay, options, sink, cancel, verify=commands.verify)
         history = [r["messages"] for r in records]
         result = agent.run(request, history, [int(r.get("turn", 0)) for r in records])
-        applied, reason, error = False, None, None
+        report, error = ApplyReport(False), None
         if result.changes:
             sink("progress", "writing edits")
+            result.changes.summary_text = summarize(result.text)
             try:
-                applied, reason = apply(result.changes)
+                answer = apply(result.changes)
+                report = answer if isinstance(answer, ApplyReport) else ApplyReport(*answer)
             except Cancelled:
                 raise  # cancelled while the editor had it: nothing happened, nothing is logged
             except Exception as exc:  # logged first: the conversation happened all the same
-                error, reason = exc, f"not applied: {exc}"
+                error, report = exc, ApplyReport(False, f"not applied: {exc}")
+        applied, reason = report.applied, report.reason
+        landings = report.per_change(result.changes)
+        landed = report.landed_set(result.changes)
         reads = dict(result.reads)
-        if applied:  # our own edits are not news to the model next time
-            self.own_writes = self.written_by(result.changes)
-            for change in result.changes.changes:
+        if landed:  # our own edits are not news to the model next time
+            self.own_writes = self.written_by(landed)
+            for change in landed.changes:
                 reads.pop(change.old_path or "", None)
                 if change.after is not None and change.path in reads:
                     reads[change.path] = digest(change.after)
@@ -191,9 +201,11 @@ class Session:
             stats=result.stats.to_dict(),
             summary=summarize(result.text),
             reads=reads,
-            changes=result.changes.summary(),
+            changes=[got.to_dict() for got in landings],
             applied=applied,
         )
+        if report.landings is not None:
+            record["reviewed"] = True  # the user chose per file/hunk what landed
         if result.compacted_turns:
             record["compacted"] = {"droppedTurns": result.compacted_turns}
         if result.stopped:
@@ -208,7 +220,7 @@ class Session:
             self.backend.save()
         if error is not None:
             raise error
-        return Outcome(result, turn, thinking, applied, reason)
+        return Outcome(result, turn, thinking, applied, reason, report.landings)
 
     @staticmethod
     def written_by(change_set: ChangeSet) -> dict[str, str | None]:
@@ -222,3 +234,23 @@ class Session:
     def reset(self) -> str | None:
         with self.lock:
             return self.log.archive()
+
+
+def rejected_notes(record: dict[str, Any] | None) -> list[str]:
+    """What the user turned down of the previous request's reviewed edit, for the next user
+    message: the model must not build on a change that never landed."""
+    if not record or record.get("reviewed") is not True:
+        return []
+    notes = []
+    for item in record.get("changes") or []:
+        if not isinstance(item, dict):
+            continue
+        path, hunks = item.get("path"), item.get("hunks")
+        if item.get("applied") is False:
+            notes.append(f"the user rejected the change to {path}")
+        elif isinstance(hunks, dict) and hunks.get("applied") != hunks.get("total"):
+            notes.append(
+                f"the user took {hunks.get('applied')} of {hunks.get('total')} hunks of the "
+                f"change to {path} and rejected the rest"
+            )
+    return notes

@@ -28,6 +28,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--only-applied", action="store_true", help="only requests whose edit was applied"
     )
+    parser.add_argument(
+        "--rejected",
+        choices=("keep", "drop"),
+        default="keep",
+        help="requests whose reviewed edit the user rejected (in part): keep them, each line "
+        "labelled with `rejected: [{path, kind, hunks?}]` (default), or drop them",
+    )
     parser.add_argument("--since", help="only requests at or after this ISO date (UTC)")
     parser.add_argument(
         "--redact-results", action="store_true", help="replace every tool result with a placeholder"
@@ -80,6 +87,7 @@ def export_command(args: argparse.Namespace) -> int:
     options = ExportOptions(
         format=args.format,
         only_applied=args.only_applied,
+        rejected=args.rejected,
         since=since,
         redact_results=args.redact_results,
         api_key_env=args.api_key_env,

@@ -14,8 +14,10 @@ from glm_lsp import textfile
 from glm_lsp.agent.edit_store import EditStore, StoredEdit
 from glm_lsp.agent.edits import ApplyFailed, ChangeSet, apply_to_disk, check_unchanged
 from glm_lsp.agent.files import ToolError
+from glm_lsp.agent.landing import ApplyReport
 from glm_lsp.agent.prompts import AgentRequest
 from glm_lsp.agent.session import Session
+from glm_lsp.commands.review import review
 from glm_lsp.config import Settings
 from glm_lsp.runtime.base import Cancelled
 from glm_lsp.runtime.factory import make_backend
@@ -93,12 +95,29 @@ def build_request(args: argparse.Namespace, root: Path) -> AgentRequest:
     return request
 
 
+def _ask(prompt: str) -> str:
+    sys.stderr.write(prompt)
+    sys.stderr.flush()
+    line = sys.stdin.readline()
+    return line if line else "q"  # end of input: leave the rest
+
+
+def _show(text: str) -> None:
+    sys.stderr.write(text)
+    sys.stderr.flush()
+
+
 def run_command(args: argparse.Namespace, settings: Settings) -> int:
     from glm_lsp.errors import EXIT_BACKEND, EXIT_OK, UsageError
 
     root = Path(args.workspace).resolve()
     if not root.is_dir():
         raise UsageError(f"workspace {args.workspace} is not a directory")
+    interactive = bool(getattr(args, "interactive_review", False))
+    if interactive and not args.apply:
+        raise UsageError("--review reviews what --apply writes; give both")
+    if interactive and not (sys.stdin.isatty() and sys.stderr.isatty()):
+        raise UsageError("--review asks on a terminal; stdin and stderr are not one")
     backend = make_backend(settings, settings.state_dir(root))
     session = Session(root, settings, backend)
     request = build_request(args, root)
@@ -108,9 +127,35 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
     turn = session.log.next_turn()
     label = f"glm-lsp run: {args.instruction}"[:120]
 
-    def apply(changes: ChangeSet) -> tuple[bool, str | None]:
+    def apply(changes: ChangeSet) -> ApplyReport:
         if not args.apply:
-            return False, "not applied: run again with --apply to write it"
+            return ApplyReport(False, "not applied: run again with --apply to write it")
+        reviewed = None
+        if interactive:
+            reviewed = review(changes, _ask, _show)
+            if not reviewed.accepted:
+                remember(ChangeSet(), reviewed.remainder)
+                return ApplyReport(
+                    False, "you rejected every change", reviewed.landings, ChangeSet()
+                )
+        taken = reviewed.accepted if reviewed else changes
+        applied, reason = write(taken)
+        if not applied:
+            return ApplyReport(False, reason)
+        if reviewed is None:
+            remember(changes, ChangeSet())
+            return ApplyReport(True)
+        remember(taken, reviewed.remainder)
+        return ApplyReport(True, None, reviewed.landings, taken, reviewed.remainder)
+
+    def remember(landed: ChangeSet, remainder: ChangeSet) -> None:
+        store = EditStore(session.state_dir)  # for `glm-lsp undo`, as glm.undo in an editor
+        store.set(
+            applied=StoredEdit(landed, label, turn) if landed else store.applied,
+            declined=StoredEdit(remainder, label, turn) if remainder else store.declined,
+        )
+
+    def write(changes: ChangeSet) -> tuple[bool, str | None]:
         sensitive = changes.sensitive()
         if sensitive and not args.allow_sensitive:
             return False, (
@@ -129,8 +174,6 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
             return False, str(exc)
         except ApplyFailed as exc:  # rolled back: the workspace is as it was
             return False, f"not applied: {exc}"
-        store = EditStore(session.state_dir)  # for `glm-lsp undo`, as glm.undo in an editor
-        store.set(applied=StoredEdit(changes, label, turn), declined=store.declined)
         return True, None
 
     cancel = threading.Event()
@@ -165,6 +208,10 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
     if result.changes:
         status = "applied" if outcome.applied else outcome.failure_reason
         print(f"edit: {len(result.changes.changes)} file(s), {status}", file=sys.stderr)
+        for got in outcome.landings or []:  # after --review: what the user took
+            taken = f"{got.hunks[0]} of {got.hunks[1]} hunks" if got.hunks else ""
+            state = taken or ("taken" if got.applied else "left")
+            print(f"  {got.path}: {state}", file=sys.stderr)
     if result.stopped:
         print(f"note: {result.stopped}", file=sys.stderr)
     if args.apply and result.changes and not outcome.applied:

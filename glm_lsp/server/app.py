@@ -20,12 +20,14 @@ from pygls.uris import to_fs_path
 from glm_lsp import __version__
 from glm_lsp.agent.edit_store import EditStore, StoredEdit
 from glm_lsp.agent.edits import ChangeSet, check_unchanged, confinement_problems
+from glm_lsp.agent.landing import ApplyReport, Landing, fully_landed, split
 from glm_lsp.agent.permissions import ALLOW_ALWAYS, ALLOW_ONCE, DENY, always_label
 from glm_lsp.agent.session import Session
+from glm_lsp.agent.undo import current_text
 from glm_lsp.config import RUN_KEYS, Settings, SettingsError, kebab
 from glm_lsp.runtime.factory import make_backend
 from glm_lsp.server.jobs import Job, Worker
-from glm_lsp.server.lsp_edits import stale_open_docs, to_document_changes
+from glm_lsp.server.lsp_edits import annotations, stale_open_docs, to_document_changes
 from glm_lsp.textfile import read_view
 from glm_lsp.workspace import WorkspaceIndex, WorkspaceWatcher
 
@@ -42,6 +44,10 @@ BACKEND_KEYS = (
     "persistKvCache",
     "scriptedReplies",
 )
+
+
+# How long the server waits for didChange/didOpen of a reviewed edit before judging what landed.
+LANDING_WAIT = 2.0
 
 
 class AnsweredMalformed(JsonRpcInvalidParams):
@@ -190,6 +196,21 @@ class Folder:
         if opened is not None:
             return opened[0]
         return read_view(self.root / rel)  # as the editor would show it
+
+    def remember(
+        self, report: ApplyReport, change_set: ChangeSet, label: str, turn: int | None
+    ) -> None:
+        """What landed becomes undoable; what did not is kept for glm.retry (when nothing landed,
+        the previous applied edit stays undoable)."""
+        landed = report.landed_set(change_set)
+        remainder = (
+            report.remainder
+            if report.remainder is not None
+            else (ChangeSet() if report.applied else change_set)
+        )
+        applied = StoredEdit(landed, label, turn) if landed else self.edits.applied
+        declined = StoredEdit(remainder, label, turn) if remainder else None
+        self.edits.set(applied=applied, declined=declined)
 
     @property
     def edits(self) -> EditStore:
@@ -347,35 +368,75 @@ class GlmServer(LanguageServer):
                 job.cancel.set()
 
     # -- edits ---------------------------------------------------------------------------------
+    def reviews(self) -> bool:
+        """Annotated edits: setting `review` is "preview" and the client can ask the user."""
+        if self.settings.review != "preview":
+            return False
+        workspace = self.client_capabilities.workspace
+        edit_caps = workspace.workspace_edit if workspace else None
+        return edit_caps is not None and edit_caps.change_annotation_support is not None
+
     async def send_edit(
-        self, folder: Folder, change_set: ChangeSet, label: str
-    ) -> tuple[bool, str | None]:
-        """One workspace/applyEdit for the change set; the editor writes, never the server."""
+        self, folder: Folder, change_set: ChangeSet, label: str, *, review: bool = False
+    ) -> ApplyReport:
+        """One workspace/applyEdit for the change set; the editor writes, never the server.
+        `review`: annotated for the user's confirmation (when the client supports it), and
+        afterwards what landed is looked up per change and hunk."""
         # Checked again now: a folder swapped for a symlink since the tool ran would lead the
         # editor's write outside the workspace (or into .git or the state dir).
         escapes = confinement_problems(
             folder.root, change_set, self.settings.state_dir(folder.root)
         )
         if escapes:
-            return False, "not applied: " + "; ".join(escapes)
+            return ApplyReport(False, "not applied: " + "; ".join(escapes))
         stale = sorted(
             set(check_unchanged(folder.root, change_set))
             | set(stale_open_docs(change_set, folder.open_doc))
         )
         if stale:
-            return False, (
+            return ApplyReport(
+                False,
                 f"changed since the agent read them: {', '.join(stale)}; "
-                "glm.retry merges the edit onto the current text"
+                "glm.retry merges the edit onto the current text",
             )
-        changes = to_document_changes(folder.client_root, change_set, folder.open_doc)
-        result = await self.workspace_apply_edit_async(
-            lsp.ApplyWorkspaceEditParams(
-                edit=lsp.WorkspaceEdit(document_changes=changes), label=label
-            )
+        review = review and self.reviews()
+        changes = to_document_changes(
+            folder.client_root, change_set, folder.open_doc, annotated=review
         )
-        if result.applied:
-            return True, None
-        return False, result.failure_reason or "the editor declined the edit"
+        edit = lsp.WorkspaceEdit(document_changes=changes)
+        if review:
+            edit.change_annotations = annotations(change_set, change_set.summary_text or label)
+        result = await self.workspace_apply_edit_async(
+            lsp.ApplyWorkspaceEditParams(edit=edit, label=label)
+        )
+        reason = result.failure_reason or "the editor declined the edit"
+        if not result.applied and review:  # the user turned the whole preview down
+            nothing = [Landing(c.path, c.kind, False) for c in change_set.changes]
+            return ApplyReport(False, reason, nothing, ChangeSet(), change_set)
+        if not result.applied:
+            return ApplyReport(False, reason)
+        if not review:
+            return ApplyReport(True)
+        return await self.what_landed(folder, change_set)
+
+    async def what_landed(self, folder: Folder, change_set: ChangeSet) -> ApplyReport:
+        """After a reviewed edit: open buffers from their didOpen/didChange (which may trail the
+        answer: up to LANDING_WAIT seconds), closed files from disk."""
+
+        def current(rel: str) -> str | None:
+            return current_text(folder.root, rel, folder.open_doc)
+
+        deadline = asyncio.get_running_loop().time() + LANDING_WAIT
+        while not fully_landed(change_set, current):
+            if asyncio.get_running_loop().time() >= deadline:
+                break
+            await asyncio.sleep(0.05)
+        got = split(change_set, current, lambda rel: (folder.open_doc(rel) or (None, None))[1])
+        if not got.landed:
+            return ApplyReport(
+                False, "the user rejected every change", got.landings, got.landed, got.remainder
+            )
+        return ApplyReport(True, None, got.landings, got.landed, got.remainder)
 
     def apply_from_worker(
         self, loop: asyncio.AbstractEventLoop, job: Job, folder: Folder, label: str
@@ -383,24 +444,20 @@ class GlmServer(LanguageServer):
         """Session.run's `apply`, run on the worker thread: waits for the client, or a cancel."""
         from glm_lsp.runtime.base import Cancelled
 
-        def apply(change_set: ChangeSet) -> tuple[bool, str | None]:
+        def apply(change_set: ChangeSet) -> ApplyReport:
             future = asyncio.run_coroutine_threadsafe(
-                self.send_edit(folder, change_set, label), loop
+                self.send_edit(folder, change_set, label, review=True), loop
             )
             while True:
                 try:
-                    applied, reason = future.result(timeout=0.1)
+                    report = future.result(timeout=0.1)
                     break
                 except TimeoutError:
                     if job.cancel.is_set():
                         future.cancel()
                         raise Cancelled() from None
-            stored = StoredEdit(change_set, label, job.turn)
-            if applied:
-                folder.edits.set(applied=stored, declined=None)
-            else:  # kept for glm.retry; the previous applied edit stays undoable
-                folder.edits.set(applied=folder.edits.applied, declined=stored)
-            return applied, reason
+            folder.remember(report, change_set, label, job.turn)
+            return report
 
         return apply
 

@@ -5,6 +5,7 @@ Applies `documentChanges` in order to files on disk; positions are UTF-16 code u
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Union
 
@@ -27,7 +28,7 @@ def _offset(text: str, pos: lsp.Position) -> int:
     return offset + len(lines[pos.line])
 
 
-def apply_text_edits(text: str, edits: list[lsp.TextEdit]) -> str:
+def apply_text_edits(text: str, edits: Sequence[lsp.TextEdit | lsp.AnnotatedTextEdit]) -> str:
     spans = sorted(
         ((_offset(text, e.range.start), _offset(text, e.range.end), e.new_text) for e in edits),
         key=lambda s: (s[0], s[1]),
@@ -42,9 +43,24 @@ def _path(uri: str) -> Path:
     return Path(to_fs_path(uri) or uri)
 
 
-def apply_workspace_edit(edit: lsp.WorkspaceEdit) -> tuple[bool, str | None]:
-    """Apply in order; (False, reason) on the first change that cannot be done."""
+# What a reviewing user takes: (path, hunk index) -> keep it; the index is None for a file
+# operation (create, rename, delete) and the text edit's position within its document edit.
+Keep = Callable[[Path, "int | None"], bool]
+
+
+def _all(_path: Path, _index: int | None) -> bool:
+    return True
+
+
+def apply_workspace_edit(edit: lsp.WorkspaceEdit, keep: Keep = _all) -> tuple[bool, str | None]:
+    """Apply in order; (False, reason) on the first change that cannot be done. `keep` plays
+    a user reviewing an annotated edit: what it leaves out is not applied, the answer is still
+    applied: true (as VS Code's Refactor Preview answers)."""
     for change in edit.document_changes or []:
+        if not isinstance(change, lsp.TextDocumentEdit):
+            target = change.new_uri if isinstance(change, lsp.RenameFile) else change.uri
+            if not keep(_path(target), None):
+                continue
         if isinstance(change, lsp.CreateFile):
             path = _path(change.uri)
             if path.exists():
@@ -64,12 +80,18 @@ def apply_workspace_edit(edit: lsp.WorkspaceEdit) -> tuple[bool, str | None]:
             path.unlink()
         else:
             path = _path(change.text_document.uri)
+            edits = [
+                e
+                for i, e in enumerate(change.edits)
+                if isinstance(e, (lsp.TextEdit, lsp.AnnotatedTextEdit)) and keep(path, i)
+            ]
+            if not edits and change.edits:
+                continue  # the user left all of this file
             if not path.is_file():
                 return False, f"{path} does not exist"
             # As an editor does: the BOM kept aside, line endings as they are.
             text = path.read_bytes().decode("utf-8")
             bom = textfile.BOM if text.startswith(textfile.BOM) else ""
-            edits = [e for e in change.edits if isinstance(e, lsp.TextEdit)]
             new = bom + apply_text_edits(text.removeprefix(bom), edits)
             path.write_bytes(new.encode("utf-8"))
     return True, None

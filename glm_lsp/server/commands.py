@@ -8,6 +8,7 @@ from typing import Any
 from pygls.exceptions import JsonRpcRequestCancelled, JsonRpcServerError
 
 from glm_lsp.agent.edits import ChangeSet
+from glm_lsp.agent.landing import Landing
 from glm_lsp.agent.session import Outcome
 from glm_lsp.memory.thinking_log import ThinkingLog
 from glm_lsp.runtime.base import BackendError, Cancelled
@@ -31,12 +32,21 @@ TITLES = {
 }
 
 
-def changes_of(folder: Folder, change_set: ChangeSet) -> list[dict[str, Any]]:
-    """The result's `changes`; `sensitive: true` marks a file that runs code on its own."""
-    return [
-        {"uri": folder.uri(c.path), "kind": c.kind} | ({"sensitive": True} if c.sensitive else {})
-        for c in change_set.changes
-    ]
+def changes_of(
+    folder: Folder, change_set: ChangeSet, landings: list[Landing] | None = None
+) -> list[dict[str, Any]]:
+    """The result's `changes`; `sensitive: true` marks a file that runs code on its own;
+    after a review, `applied` per change and `hunks` for a partly taken file."""
+    out = []
+    for i, c in enumerate(change_set.changes):
+        item: dict[str, Any] = {"uri": folder.uri(c.path), "kind": c.kind}
+        if c.sensitive:
+            item["sensitive"] = True
+        if landings is not None:
+            got = landings[i].to_dict()
+            item |= {k: v for k, v in got.items() if k in ("applied", "hunks")}
+        out.append(item)
+    return out
 
 
 async def run_agent(ls: GlmServer, kind: str, args: tuple[Any, ...]) -> dict[str, Any]:
@@ -83,7 +93,7 @@ async def run_agent(ls: GlmServer, kind: str, args: tuple[Any, ...]) -> dict[str
         return {"text": result.text, "reasoning": list(result.reasoning), **reply}
     reply |= {
         "applied": outcome.applied,
-        "changes": changes_of(folder, result.changes),
+        "changes": changes_of(folder, result.changes, outcome.landings),
         "summary": outcome.summary,
     }
     if result.verification is not None:

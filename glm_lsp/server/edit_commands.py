@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from glm_lsp.agent.edit_store import StoredEdit
 from glm_lsp.agent.rebase import rebase
 from glm_lsp.agent.undo import current_text, inverse, undo_problems
 from glm_lsp.server.app import GlmServer
@@ -31,12 +30,12 @@ async def undo(ls: GlmServer, args: tuple[Any, ...]) -> dict[str, Any]:
     if problems:
         return _refused("not undone: " + "; ".join(problems))
     revert = inverse(done.change_set)
-    applied, reason = await ls.send_edit(folder, revert, "GLM: Undo")
-    if applied:
+    report = await ls.send_edit(folder, revert, "GLM: Undo")
+    if report.applied:
         store.set(applied=None, declined=store.declined)
-    reply: dict[str, Any] = {"applied": applied, "changes": changes_of(folder, revert)}
-    if not applied:
-        reply["failureReason"] = reason
+    reply: dict[str, Any] = {"applied": report.applied, "changes": changes_of(folder, revert)}
+    if not report.applied:
+        reply["failureReason"] = report.reason
     return reply
 
 
@@ -52,17 +51,14 @@ async def retry(ls: GlmServer, args: tuple[Any, ...]) -> dict[str, Any]:
     )
     if problems:
         return _refused("not retried: " + "; ".join(problems) + "; run the request again")
-    applied, reason = await ls.send_edit(folder, rebased, declined.label)
+    # The agent's edit again: reviewed like the first time
+    report = await ls.send_edit(folder, rebased, declined.label, review=True)
     reply: dict[str, Any] = {
-        "applied": applied,
-        "changes": changes_of(folder, rebased),
+        "applied": report.applied,
+        "changes": changes_of(folder, rebased, report.landings),
         "turn": declined.turn,
     }
-    if applied:
-        store.set(applied=StoredEdit(rebased, declined.label, declined.turn), declined=None)
-    else:
-        store.set(
-            applied=store.applied, declined=StoredEdit(rebased, declined.label, declined.turn)
-        )
-        reply["failureReason"] = reason
+    folder.remember(report, rebased, declined.label, declined.turn)
+    if not report.applied:
+        reply["failureReason"] = report.reason
     return reply

@@ -51,39 +51,60 @@ def _line_start(lines: list[str], index: int) -> lsp.Position:
     return lsp.Position(line=index, character=0)
 
 
-def _doc_edit(uri: str, version: int | None, before: str, after: str) -> lsp.TextDocumentEdit:
+def _doc_edit(
+    uri: str, version: int | None, before: str, after: str, note: str | None = None
+) -> lsp.TextDocumentEdit:
     # An editor's document text has no BOM (it writes the BOM back itself): hunks must not
     # carry one, or the file would get a second.
     if before.startswith(textfile.BOM) and after.startswith(textfile.BOM):
         before, after = before[1:], after[1:]
+    edits: list[lsp.TextEdit | lsp.AnnotatedTextEdit] = list(text_edits(before, after))
+    if note is not None:
+        edits = [
+            lsp.AnnotatedTextEdit(range=e.range, new_text=e.new_text, annotation_id=note)
+            for e in edits
+        ]
     return lsp.TextDocumentEdit(
         text_document=lsp.OptionalVersionedTextDocumentIdentifier(uri=uri, version=version),
-        edits=text_edits(before, after),
+        edits=edits,
     )
 
 
+def annotations(change_set: ChangeSet, description: str) -> dict[str, lsp.ChangeAnnotation]:
+    """One annotation per file, keyed by its path: the editor asks before each is applied."""
+    line = description.strip().splitlines()[0] if description.strip() else ""
+    return {
+        c.path: lsp.ChangeAnnotation(
+            label=c.path, needs_confirmation=True, description=line or None
+        )
+        for c in change_set.changes
+    }
+
+
 def to_document_changes(
-    root: Path, change_set: ChangeSet, open_docs: OpenDocs
+    root: Path, change_set: ChangeSet, open_docs: OpenDocs, *, annotated: bool = False
 ) -> list[DocumentChange]:
-    """One list in the change set's order (deletes, renames, creates, modifies)."""
+    """One list in the change set's order (deletes, renames, creates, modifies); `annotated`:
+    every change carries its file's annotation id (the path, as `annotations` keys them)."""
     out: list[DocumentChange] = []
     for c in change_set.changes:
         uri = (root / c.path).as_uri()
+        note = c.path if annotated else None
         if c.kind == "delete":
-            out.append(lsp.DeleteFile(uri=uri))
+            out.append(lsp.DeleteFile(uri=uri, annotation_id=note))
         elif c.kind == "create":
-            out.append(lsp.CreateFile(uri=uri))
+            out.append(lsp.CreateFile(uri=uri, annotation_id=note))
             if c.after:
-                out.append(_doc_edit(uri, None, "", c.after))
+                out.append(_doc_edit(uri, None, "", c.after, note))
         elif c.kind == "rename":
-            out.append(
-                lsp.RenameFile(old_uri=(root / (c.old_path or c.path)).as_uri(), new_uri=uri)
-            )
+            old_uri = (root / (c.old_path or c.path)).as_uri()
+            out.append(lsp.RenameFile(old_uri=old_uri, new_uri=uri, annotation_id=note))
             if c.after is not None and c.after != (c.before or ""):
-                out.append(_doc_edit(uri, None, c.before or "", c.after))
+                out.append(_doc_edit(uri, None, c.before or "", c.after, note))
         else:
             opened = open_docs(c.path)
-            out.append(_doc_edit(uri, opened[1] if opened else None, c.before or "", c.after or ""))
+            version = opened[1] if opened else None
+            out.append(_doc_edit(uri, version, c.before or "", c.after or "", note))
     return out
 
 

@@ -33,6 +33,7 @@ class ExportOptions:
     preserve_thinking: bool = True  # the setting the sessions ran with (the log does not say)
     include_compacted: bool = False
     include_archived: bool = False
+    rejected: str = "keep"  # keep: requests whose edit the user partly rejected, labelled; drop
 
 
 @dataclass
@@ -59,8 +60,27 @@ def log_files(state_dir: Path, *, include_archived: bool) -> list[Path]:
     return [*archived, current] if current.exists() else archived
 
 
+def rejected_changes(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The changes of a reviewed edit the user did not take (whole or in part): the strongest
+    label a trace can carry, so export keeps it on the line (or drops the request)."""
+    if record.get("reviewed") is not True:
+        return []
+    out = []
+    for item in record.get("changes") or []:
+        hunks = item.get("hunks") if isinstance(item, dict) else None
+        if not isinstance(item, dict):
+            continue
+        if item.get("applied") is False:
+            out.append({"path": item.get("path"), "kind": item.get("kind")})
+        elif isinstance(hunks, dict) and hunks.get("applied") != hunks.get("total"):
+            out.append({"path": item.get("path"), "kind": item.get("kind"), "hunks": hunks})
+    return out
+
+
 def _selected(record: dict[str, Any], options: ExportOptions) -> bool:
     if options.only_applied and record.get("applied") is not True:
+        return False
+    if options.rejected == "drop" and rejected_changes(record):
         return False
     if options.since is not None:
         try:
@@ -117,6 +137,10 @@ def export_lines(
                 continue
             contributed.add(id(step.record))
             report.lines += 1
-            yield _line(step, options.format)
+            line = _line(step, options.format)
+            rejected = rejected_changes(step.record)
+            if rejected:  # the request's edit was turned down, whole or in part
+                line["rejected"] = rejected
+            yield line
         report.requests += len(contributed)
     report.redacted = redactor.count

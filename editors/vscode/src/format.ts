@@ -1,7 +1,7 @@
 // Text the user sees: status bar, messages, result documents. Pure, so wording and edge cases
 // (missing stats, empty reasoning, backticks in model output) are unit-tested.
 
-import type { AnswerResult, EditResult, Stats, ThinkingTurn } from './protocol';
+import type { AnswerResult, EditChange, EditResult, Stats, ThinkingTurn } from './protocol';
 
 export function formatTps(tps: number | undefined): string | undefined {
   return typeof tps === 'number' && Number.isFinite(tps) && tps > 0 ? `${tps.toFixed(1)} tok/s` : undefined;
@@ -94,17 +94,36 @@ export function editMessage(result: EditResult): { ok: boolean; text: string } {
   const suffix = verified ? ` [verified: ${verified}]` : '';
   if (result.applied) {
     const n = changes.length;
-    return { ok: true, text: `GLM applied ${n} change${n === 1 ? '' : 's'}${summary}${suffix}` };
+    const taken = changes.filter((c) => c.applied !== false).length;
+    const partial = changes.some((c) => c.applied === false || partlyTaken(c));
+    if (!partial) return { ok: true, text: `GLM applied ${n} change${n === 1 ? '' : 's'}${summary}${suffix}` };
+    // Partly accepted in the Refactor Preview: say what landed, so glm.retry's remainder is no surprise.
+    const parts = changes.filter(partlyTaken).map((c) => `${c.hunks!.applied} of ${c.hunks!.total} hunks of ${baseName(c.uri)}`);
+    const left = changes.filter((c) => c.applied === false).map((c) => baseName(c.uri));
+    const notes = [...parts.map((p) => `took ${p}`), ...(left.length ? [`left ${left.join(', ')}`] : [])];
+    return { ok: true, text: `GLM applied ${taken} of ${n} change${n === 1 ? '' : 's'} (${notes.join('; ')})${summary}${suffix}` };
   }
   if (changes.length === 0 && !result.failureReason) return { ok: true, text: `GLM proposed no changes${summary}` };
   return { ok: false, text: `GLM edit not applied: ${result.failureReason ?? 'the editor declined it'}${suffix}` };
+}
+
+function partlyTaken(c: EditChange): boolean {
+  return c.hunks !== undefined && c.hunks.applied < c.hunks.total;
+}
+
+function baseName(uri: string): string {
+  const path = uri.replace(/\/+$/, '');
+  return decodeURIComponent(path.slice(path.lastIndexOf('/') + 1));
 }
 
 /** Lines for the output channel after an edit request: summary, changed files, figures. */
 export function editReport(command: string, result: EditResult): string {
   const lines = [`✔ turn ${result.turn} ${command}: ${editMessage(result).text}`];
   if (result.summary?.trim()) lines.push(result.summary.trim());
-  for (const change of Array.isArray(result.changes) ? result.changes : []) lines.push(`  ${change.kind} ${change.uri}`);
+  for (const change of Array.isArray(result.changes) ? result.changes : []) {
+    const state = partlyTaken(change) ? ` (${change.hunks!.applied} of ${change.hunks!.total} hunks)` : change.applied === false ? ' (left)' : '';
+    lines.push(`  ${change.kind} ${change.uri}${state}`);
+  }
   const verified = verificationText(result.verification);
   if (verified) lines.push(`  verification: ${verified}`);
   const stats = formatStats(result.stats);

@@ -57,10 +57,21 @@ export interface AnswerResult {
   stats?: Stats;
 }
 
+/** One item of an edit result's `changes`; `applied`/`hunks` after a reviewed edit. */
+export interface EditChange {
+  uri: string;
+  kind: string;
+  sensitive?: boolean;
+  /** Whether the change landed (the user may have left it in the Refactor Preview). */
+  applied?: boolean;
+  /** For a file edit taken only in part: how many of its hunks landed. */
+  hunks?: { applied: number; total: number };
+}
+
 /** Result of glm.refactor and glm.fix. */
 export interface EditResult {
   applied: boolean;
-  changes: { uri: string; kind: string }[];
+  changes: EditChange[];
   summary: string;
   turn: number;
   stats?: Stats;

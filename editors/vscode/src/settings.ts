@@ -100,6 +100,7 @@ const VALIDATORS = {
   commandTimeout: positiveInt,
   sandbox: oneOf('required', 'off'),
   allowNetwork: bool,
+  review: oneOf('preview', 'direct'),
 } satisfies Record<string, Validator>;
 
 export type SettingKey = keyof typeof VALIDATORS;

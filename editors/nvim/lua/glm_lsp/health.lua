@@ -25,6 +25,7 @@ local KNOWN = {
   commandTimeout = true,
   sandbox = true,
   allowNetwork = true,
+  review = true,
 }
 
 local function check_version()

@@ -93,6 +93,10 @@ local function lsp_config(opts)
       ['glm/stream'] = function(_, params)
         require('glm_lsp.float').stream(params)
       end,
+      -- Edits that need confirmation open the review tab (review.lua) instead of landing at once.
+      ['workspace/applyEdit'] = function(err, params, ctx)
+        return require('glm_lsp.review').handler(err, params, ctx)
+      end,
     },
     commands = commands.client_commands(),
   }

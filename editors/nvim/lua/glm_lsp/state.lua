@@ -18,6 +18,8 @@ local function changed()
   end
 end
 
+M.changed = changed -- the review tab (review.lua) redraws the statusline through it too
+
 function M.request_started()
   M.active = M.active + 1
   changed()
@@ -61,6 +63,10 @@ end
 
 --- "GLM: thinking…", "GLM: read_file a.py…", "GLM: idle · 23.4 tok/s".
 function M.status()
+  local review = package.loaded['glm_lsp.review'] and require('glm_lsp.review').status()
+  if review then
+    return review -- "GLM: review (3 files)": the agent waits for you
+  end
   if M.busy() then
     local msg = M.last_message
     if not msg or msg == '' or msg == 'starting' then

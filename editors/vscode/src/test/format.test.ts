@@ -128,6 +128,25 @@ describe('format: edit and undo results', () => {
     );
   });
 
+  it('a partly accepted review says what landed', () => {
+    const reviewed = [
+      { uri: 'file:///w/a.py', kind: 'modify', applied: true, hunks: { applied: 1, total: 2 } },
+      { uri: 'file:///w/b.py', kind: 'modify', applied: false },
+    ];
+    const result = { applied: true, changes: reviewed, summary: 'Renamed foo.', turn: 3 };
+    assert.deepEqual(editMessage(result), {
+      ok: true,
+      text: 'GLM applied 1 of 2 changes (took 1 of 2 hunks of a.py; left b.py): Renamed foo.',
+    });
+    assert.equal(
+      editReport('glm.refactor', result),
+      '✔ turn 3 glm.refactor: GLM applied 1 of 2 changes (took 1 of 2 hunks of a.py; left b.py): Renamed foo.\n' +
+        'Renamed foo.\n  modify file:///w/a.py (1 of 2 hunks)\n  modify file:///w/b.py (left)\n',
+    );
+    const whole = reviewed.map((c) => ({ ...c, applied: true, hunks: undefined }));
+    assert.equal(editMessage({ ...result, changes: whole }).text, 'GLM applied 2 changes: Renamed foo.');
+  });
+
   it('undo messages from the usual result fields', () => {
     assert.deepEqual(undoMessage({ reverted: true }), { ok: true, text: 'GLM undid the last edit.' });
     assert.deepEqual(undoMessage({ reverted: false, reason: 'a.py changed since' }), { ok: false, text: 'GLM could not undo: a.py changed since' });

@@ -25,6 +25,7 @@ describe('settings: keys', () => {
       'backend', 'model', 'baseUrl', 'apiKeyEnv', 'thinking', 'preserveThinking', 'temperature', 'topP',
       'maxTokens', 'contextLength', 'kvBits', 'maxSteps', 'stateDir', 'persistKvCache', 'scriptedReplies',
       'allowCommands', 'verifyCommand', 'verifyRounds', 'commandTimeout', 'sandbox', 'allowNetwork',
+      'review',
     ]);
   });
 
