@@ -167,6 +167,105 @@ def test_shadow_copies_what_is_not_ignored_and_syncs_pending_edits(ws: Path) -> 
     assert tree(ws) == before
 
 
+def test_shadow_shows_unsaved_buffers_and_restores_disk(ws: Path) -> None:
+    """Commands see what the agent reads: an open buffer that differs from disk."""
+    before = tree(ws)
+    bufs: dict[str, str] = {}
+    shadow = Shadow(ws, index_of(ws), buffers=lambda: dict(bufs))
+    a = shadow.dir / "pkg" / "a.py"
+    try:
+        assert shadow.refresh() == 3
+        bufs["pkg/a.py"] = "A = 1\n"  # open, same as disk: the disk copy stays
+        assert shadow.refresh() == 0
+        bufs["pkg/a.py"] = "A = 5\r\n"  # native form: the buffer's own line endings
+        assert shadow.refresh() == 1
+        assert a.read_bytes() == b"A = 5\r\n"
+        assert shadow.refresh() == 0
+        bufs["pkg/a.py"] = "A = 6\n"
+        assert shadow.refresh() == 1
+        assert a.read_text() == "A = 6\n"
+        a.write_text("clobbered\n")  # a command rewrote it: the buffer wins again
+        assert shadow.refresh() == 1
+        assert a.read_text() == "A = 6\n"
+
+        # A pending edit wins over the buffer; once it is no longer pending, the buffer is back.
+        overlay = Overlay(Workspace(ws, ws / ".glm-lsp", lambda rel: (bufs[rel], 1) if rel in bufs else None))
+        overlay.write("pkg/a.py", "A = 7\n")
+        assert shadow.sync(overlay) == 1
+        assert shadow.refresh() == 0
+        assert a.read_text() == "A = 7\n"
+        shadow.sync(Overlay(Workspace(ws, ws / ".glm-lsp")))
+        assert a.read_text() == "A = 6\n"
+
+        bufs["pkg/a.py"] = "A = 1\n"  # saved (or undone) to match the disk again
+        assert shadow.refresh() == 1
+        assert a.read_text() == "A = 1\n"
+        bufs["pkg/a.py"] = "A = 9\n"
+        assert shadow.refresh() == 1
+        del bufs["pkg/a.py"]  # closed without saving
+        assert shadow.refresh() == 1
+        assert a.read_text() == "A = 1\n"
+
+        bufs["build/x.txt"] = "ignored\n"  # an ignored file open in the editor stays out
+        assert shadow.refresh() == 0
+        assert not (shadow.dir / "build").exists()
+    finally:
+        shadow.close()
+    assert tree(ws) == before
+
+
+def test_refresh_trusts_the_watched_index_journal_and_sees_command_writes(ws: Path) -> None:
+    index = index_of(ws)
+    index.settle = lambda _timeout: True  # as a running watcher does: the journal is complete
+    shadow = Shadow(ws, index)
+    a = shadow.dir / "pkg" / "a.py"
+    try:
+        assert shadow.refresh() == 3
+        # Only journalled paths are looked at: a change the index has not heard of is not seen...
+        (ws / "pkg" / "a.py").write_text("A = 2\n")
+        assert shadow.refresh() == 0
+        assert a.read_text() == "A = 1\n"
+        # ...and one it has is copied.
+        index.apply_change("modified", "pkg/a.py")
+        assert shadow.refresh() == 1
+        assert a.read_text() == "A = 2\n"
+
+        (ws / "pkg" / "b.py").write_text("B = 1\n")
+        index.apply_change("created", "pkg/b.py")
+        (ws / "run.sh").unlink()
+        index.apply_change("deleted", "run.sh")
+        assert shadow.refresh() == 1
+        assert (shadow.dir / "pkg" / "b.py").read_text() == "B = 1\n"
+        assert not (shadow.dir / "run.sh").exists()
+
+        # New ignore rules change which files are indexed without journalling them.
+        (ws / ".gitignore").write_text(".venv/\n")
+        index.apply_change("modified", ".gitignore")
+        assert shadow.refresh() == 2  # .gitignore itself and the now indexed build/big.bin
+        assert (shadow.dir / "build" / "big.bin").read_bytes() == b"x" * 1000
+
+        # What a command wrote in the shadow (a formatter, a snapshot update) is undone.
+        a.write_text("formatted\n")
+        (shadow.dir / "pkg" / "b.py").unlink()
+        (shadow.dir / "build").rename(shadow.dir / "moved")
+        assert shadow.refresh() == 3
+        assert a.read_text() == "A = 2\n"
+        assert (shadow.dir / "pkg" / "b.py").read_text() == "B = 1\n"
+        assert (shadow.dir / "build" / "big.bin").read_bytes() == b"x" * 1000
+        assert shadow.refresh() == 0
+
+        # A watcher that has not caught up, or none at all: every file is checked.
+        (ws / "pkg" / "a.py").write_text("A = 3\n")
+        index.settle = lambda _timeout: False
+        assert shadow.refresh() == 1
+        (ws / "pkg" / "a.py").write_text("A = 4\n")
+        index.settle = None
+        assert shadow.refresh() == 1
+        assert a.read_text() == "A = 4\n"
+    finally:
+        shadow.close()
+
+
 # -- running ---------------------------------------------------------------------------------------
 
 
@@ -191,6 +290,14 @@ def test_sandboxed_command_sees_pending_edits_and_leaves_the_workspace_alone(
     assert ("progress", "running cat…") in h.events
     assert tree(ws) == before
     assert (h.shadow_made.dir / "made.txt").exists()
+
+
+@needs_bwrap
+def test_watched_shadow_undoes_what_a_sandboxed_command_wrote(ws: Path, harness) -> None:
+    h = harness()
+    h.index.settle = lambda _timeout: True
+    assert h.run("echo changed > pkg/a.py; rm run.sh").splitlines()[0] == "exit code 0"
+    assert h.run("cat pkg/a.py run.sh").splitlines()[1:] == ["A = 1", "#!/bin/sh", "echo hi"]
 
 
 @needs_bwrap

@@ -90,3 +90,35 @@ async def test_permission_prompt_always_is_persisted_and_workspace_settings_are_
         assert (root / "NEW.txt").read_text() == "hello\n"
         after = sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
         assert [p for p in after if p not in before and not p.startswith(".glm-lsp")] == ["NEW.txt"]
+
+
+BUFFER_REPLIES = [
+    "What does it hold?</think>" + tool_call_text("run_command", {"command": "cat pkg/a.py"}),
+    "Done.</think>It holds the unsaved text.",
+]
+
+
+async def test_commands_see_the_unsaved_buffer_and_the_disk_file_stays(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    """The agent reads open buffers first, so its commands must run against them too."""
+    init = {"glm": {"allowCommands": ["cat *"]}}
+    async with server(tmp_path, tiny_model_dir, BUFFER_REPLIES, init_options=init) as (
+        client,
+        rec,
+        root,
+    ):
+        disk = (root / "pkg" / "a.py").read_bytes()
+        uri = (root / "pkg" / "a.py").as_uri()
+        client.text_document_did_open(
+            lsp.DidOpenTextDocumentParams(
+                lsp.TextDocumentItem(
+                    uri=uri, language_id="python", version=1, text="UNSAVED = True\r\n"
+                )
+            )
+        )
+        result = await command(client, "glm.refactor", {"uri": uri, "instruction": "look"})
+        assert result["failureReason"] == "the model proposed no changes"
+        results = [s["text"] for s in rec.stream if s["kind"] == "tool_result"]
+        assert results == ["UNSAVED = True\r\n", "\nexit code 0"]
+        assert (root / "pkg" / "a.py").read_bytes() == disk

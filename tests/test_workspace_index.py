@@ -10,6 +10,7 @@ import pytest
 
 from glm_lsp.workspace import Change, WorkspaceIndex
 from glm_lsp.workspace import search as search_module
+from glm_lsp.workspace.watcher import ChangeJournal
 
 
 def write(root: Path, rel: str, text: str | bytes = "x\n") -> Path:
@@ -238,3 +239,16 @@ def test_directory_removed_or_replaced_by_a_file(tmp_path: Path) -> None:
     shutil.rmtree(tmp_path / "d")
     ix.apply_change("deleted", "d")
     assert ix.files() == []
+
+
+def test_journal_says_when_it_no_longer_covers_a_generation(tmp_path: Path) -> None:
+    """The journal is bounded: a reader whose generation fell out of it must rescan."""
+    journal = ChangeJournal(maxlen=2)
+    assert journal.covers(0)
+    for path in ("a", "b", "c"):
+        journal.record("modified", path)
+    assert not journal.covers(0)  # the change to "a" was dropped
+    assert journal.covers(1) and journal.covers(3)
+    ix = WorkspaceIndex(tmp_path)
+    ix.scan()
+    assert ix.journal_covers(ix.generation)

@@ -135,3 +135,26 @@ def test_burst_in_new_directories_then_rmtree(watched) -> None:
     wait_for(lambda: len(index.list_files("gen")) == 200)
     shutil.rmtree(root / "gen")
     wait_for(lambda: index.list_files("gen") == [])
+
+
+def test_a_running_watcher_settles_the_index_and_stopping_it_says_so(tmp_path: Path) -> None:
+    """index.settle is how the shadow workspace knows the journal lists every change."""
+    index = WorkspaceIndex(tmp_path)
+    index.scan()
+    assert index.settle is None
+    watcher = WorkspaceWatcher(index, debounce_s=0.02)
+    watcher.start()
+    try:
+        assert index.settle is not None
+        (tmp_path / "a.py").write_text("A = 1\n")
+        wait_for(lambda: "a.py" in index.files())
+        assert index.settle(1.0) is True
+    finally:
+        watcher.stop()
+    assert index.settle is None
+    unobserved = WorkspaceWatcher(index)
+    unobserved.start(observe=False)  # only the client's events: the journal may miss changes
+    try:
+        assert index.settle is None
+    finally:
+        unobserved.stop()
