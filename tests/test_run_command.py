@@ -189,7 +189,9 @@ def test_shadow_shows_unsaved_buffers_and_restores_disk(ws: Path) -> None:
         assert a.read_text() == "A = 6\n"
 
         # A pending edit wins over the buffer; once it is no longer pending, the buffer is back.
-        overlay = Overlay(Workspace(ws, ws / ".glm-lsp", lambda rel: (bufs[rel], 1) if rel in bufs else None))
+        overlay = Overlay(
+            Workspace(ws, ws / ".glm-lsp", lambda rel: (bufs[rel], 1) if rel in bufs else None)
+        )
         overlay.write("pkg/a.py", "A = 7\n")
         assert shadow.sync(overlay) == 1
         assert shadow.refresh() == 0

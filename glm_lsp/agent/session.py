@@ -19,7 +19,7 @@ from glm_lsp.agent.landing import ApplyReport, Landing
 from glm_lsp.agent.loop import Agent, AgentResult, Options, Sink
 from glm_lsp.agent.permissions import Ask
 from glm_lsp.agent.prompts import COMMANDS, AgentRequest, resolve_thinking
-from glm_lsp.agent.shadow import Shadow
+from glm_lsp.agent.shadow import OpenBuffers, Shadow
 from glm_lsp.agent.tools import ToolBox
 from glm_lsp.config import Settings
 from glm_lsp.memory.thinking_log import ThinkingLog, new_record, prepare_state_dir
@@ -61,7 +61,10 @@ class Session:
         *,
         index: WorkspaceIndex | None = None,
         buffers: Buffers | None = None,
+        open_buffers: OpenBuffers | None = None,
     ) -> None:
+        """`buffers` looks up one open editor buffer; `open_buffers` lists them all (the shadow
+        workspace writes the ones that differ from disk)."""
         self.root = root.resolve()
         self.settings = settings
         self.state_dir = prepare_state_dir(settings.state_dir(self.root))
@@ -74,7 +77,7 @@ class Session:
             index = WorkspaceIndex(self.root, exclude_dirs=tuple(excluded))
             index.scan()
         self.index = index
-        self.buffers = buffers
+        self.buffers, self.open_buffers = buffers, open_buffers
         self.last_generation = index.generation
         self.own_writes: dict[str, str | None] = {}  # path -> digest our applied edit left there
         self.lock = threading.Lock()
@@ -82,7 +85,7 @@ class Session:
 
     def shadow(self) -> Shadow:
         if self._shadow is None:
-            self._shadow = Shadow(self.root, self.index)
+            self._shadow = Shadow(self.root, self.index, buffers=self.open_buffers)
         return self._shadow
 
     def close(self) -> None:

@@ -1,10 +1,17 @@
 """The shadow workspace: a private copy of the workspace where commands run.
 
-It holds the indexed (not ignored) files plus the request's pending edits, so tests see the edit
-before the user accepts it, and whatever the tests write (__pycache__, .pytest_cache, build
-output) stays in the shadow. One per session, kept up to date incrementally: only files whose
-source or copy changed since the last sync are copied again. Large ignored directories a project
-needs to run (.venv, node_modules, target) are shown, never copied.
+It holds the indexed (not ignored) files, the text of open editor buffers that differ from disk
+(the agent reads those first), and the request's pending edits, so tests see what the model saw
+and the edit before the user accepts it; whatever the tests write (__pycache__, .pytest_cache,
+build output) stays in the shadow. Large ignored directories a project needs to run (.venv,
+node_modules, target) are shown, never copied.
+
+One per session, kept up to date incrementally: only files whose source or copy changed since
+the last refresh are copied again. Which ones: with a watcher on the index, the index's change
+journal (sources) and inotify on the shadow (what commands wrote), so a refresh with nothing
+changed stats nothing. Without a watcher (`glm-lsp run`), or when either cannot tell (journal
+window passed, inotify queue overflow, not Linux), every file's stamps are compared, as one
+request's few commands can afford.
 """
 
 from __future__ import annotations
@@ -16,16 +23,21 @@ import shutil
 import stat
 import tempfile
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 
 from glm_lsp import textfile
 from glm_lsp.agent.edits import Overlay
 from glm_lsp.agent.files import digest
+from glm_lsp.agent.shadow_watch import WriteWatch
 from glm_lsp.workspace import WorkspaceIndex
 
 EXPOSED = (".venv", "venv", "node_modules", "target")
 FICLONE = 0x40049409  # linux/fs.h: share the source's blocks (btrfs, xfs) instead of copying
 Stamp = tuple[int, int]  # (mtime_ns, size)
+OpenBuffers = Callable[[], dict[str, str]]  # rel path -> text of each open editor buffer
+# How long a refresh waits for the watcher's queued changes before checking every file instead.
+SETTLE_S = 0.5
 
 
 def _stamp(path: str) -> Stamp | None:
@@ -59,27 +71,42 @@ def clone_file(src: str, dst: str) -> None:
 
 
 class Shadow:
-    def __init__(self, root: Path, index: WorkspaceIndex, parent: Path | None = None) -> None:
-        self.root, self.index = root.resolve(), index
+    def __init__(
+        self,
+        root: Path,
+        index: WorkspaceIndex,
+        parent: Path | None = None,
+        buffers: OpenBuffers | None = None,
+    ) -> None:
+        self.root, self.index, self.buffers = root.resolve(), index, buffers
         self.dir = Path(tempfile.mkdtemp(prefix="glm-lsp-shadow-", dir=parent)).resolve()
-        self._cleanup = weakref.finalize(self, shutil.rmtree, str(self.dir), True)
+        self.writes = WriteWatch(str(self.dir))
+        self._cleanup = weakref.finalize(self, _discard, str(self.dir), self.writes)
         self.copied: dict[str, tuple[Stamp, Stamp]] = {}  # rel -> (source, copy) when copied
         self.pending: dict[str, str | None] = {}  # rel -> digest of the pending edit written
+        self.buffered: dict[str, str | None] = {}  # rel -> digest of the open buffer written
         self.exposed: tuple[str, ...] = ()
         self.mode: str | None = None  # how exposed dirs are shown: "mount" or "link"
         self.bytes_copied = 0
+        self.known: set[str] | None = None  # the index's files at the last refresh
+        self.generation = 0  # the index journal's generation at the last refresh
+        self._tops: set[str] = set()
 
     def close(self) -> None:
         self._cleanup()
 
     # -- the workspace's own files -------------------------------------------------------------
     def refresh(self) -> int:
-        """Bring the copy in line with the workspace (files changed on either side); returns the
-        number of files copied. Paths with a pending edit are left to `sync`."""
+        """Bring the copy in line with the workspace and open buffers (files changed on either
+        side); returns the number of files written. Paths with a pending edit are left to
+        `sync`."""
         wanted = set(self.index.files())
-        count = 0
-        for rel in wanted:
-            if rel in self.pending:
+        count = self._show_buffers(wanted)
+        generation = self.index.generation
+        suspects = self._suspects(wanted)
+        full = suspects is None
+        for rel in wanted if suspects is None else suspects:
+            if rel in self.pending or rel in self.buffered or rel not in wanted:
                 continue
             src, dst = str(self.root / rel), str(self.dir / rel)
             had = self.copied.get(rel)
@@ -88,10 +115,32 @@ class Shadow:
             count += self._copy(rel)
         for rel in [r for r in self.copied if r not in wanted and r not in self.pending]:
             self._remove(rel)
-        self.exposed = tuple(
-            n for n in EXPOSED if (self.root / n).is_dir() and n not in self._top_level(wanted)
-        )
+        if full:  # watches were reset: watch every directory holding a copy again
+            for parent in {rel.rpartition("/")[0] for rel in self.copied}:
+                self.writes.watch(parent)
+        if wanted != self.known:
+            self._tops = self._top_level(wanted)
+        self.known, self.generation = wanted, generation
+        self.exposed = tuple(n for n in EXPOSED if (self.root / n).is_dir() and n not in self._tops)
         return count
+
+    def _suspects(self, wanted: set[str]) -> set[str] | None:
+        """Paths whose source or copy may have changed since the last refresh; None: unknown,
+        check them all."""
+        written = self.writes.drain()  # every time, so the kernel's queue never overflows
+        settle = self.index.settle
+        if (
+            written is None
+            or self.known is None
+            or settle is None
+            or not settle(SETTLE_S)
+            or not self.index.journal_covers(self.generation)
+        ):
+            self.writes.reset()
+            return None
+        changed = {c.path for c in self.index.changes_since(self.generation)}
+        # New ignore rules change which files are indexed without journal entries.
+        return changed | written | (wanted - self.known)
 
     @staticmethod
     def _top_level(files: set[str]) -> set[str]:
@@ -110,11 +159,50 @@ class Shadow:
             return 0
         self.bytes_copied += dst.stat().st_size
         self.copied[rel] = (_stamp(str(src)), _stamp(str(dst)))  # type: ignore[assignment]
+        self.writes.watch(rel.rpartition("/")[0])
         return 1
 
     def _remove(self, rel: str) -> None:
         self.copied.pop(rel, None)
         _remove_any(self.dir / rel)
+
+    # -- open editor buffers -------------------------------------------------------------------
+    def _show_buffers(self, wanted: set[str]) -> int:
+        """An open buffer that differs from disk is what the agent reads: write its text (native
+        form, as the editor would save it); the disk's file again once it is saved or closed."""
+        shown = self.buffers() if self.buffers is not None else {}
+        count = 0
+        for rel, text in shown.items():
+            if rel in self.pending or rel not in wanted:
+                continue
+            want = digest(text)
+            if self.buffered.get(rel) == want and self._intact(rel, want):
+                continue
+            if textfile.read_native(self.root / rel) == text:
+                if self.buffered.pop(rel, None) is not None:
+                    count += self._copy(rel)
+                continue
+            self._write(rel, text)
+            self.copied.pop(rel, None)
+            self.buffered[rel] = want
+            count += 1
+        for rel in [r for r in self.buffered if r not in shown or r in self.pending]:
+            del self.buffered[rel]
+            if rel in self.pending:
+                continue  # sync owns it now, and hands it back through here
+            if rel in wanted:
+                count += self._copy(rel)
+            else:
+                self._remove(rel)
+                count += 1
+        return count
+
+    def _write(self, rel: str, text: str) -> None:
+        path = self.dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_symlink() or path.is_dir():
+            _remove_any(path)
+        path.write_bytes(textfile.encode(text))
 
     # -- the request's pending edits -----------------------------------------------------------
     def sync(self, overlay: Overlay) -> int:
@@ -129,24 +217,24 @@ class Shadow:
         for rel, want in wanted.items():
             if rel in self.pending and self.pending[rel] == want and self._intact(rel, want):
                 continue
-            path = self.dir / rel
             if want is None:
-                _remove_any(path)
+                _remove_any(self.dir / rel)
             else:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                if path.is_symlink() or path.is_dir():
-                    _remove_any(path)
-                path.write_bytes(textfile.encode(overlay.files[rel].content))
+                self._write(rel, overlay.files[rel].content)
             self.copied.pop(rel, None)
             self.pending[rel] = want
             count += 1
-        for rel in [r for r in self.pending if r not in wanted]:
+        back = [r for r in self.pending if r not in wanted]
+        indexed = set(self.index.files()) if back else set()
+        for rel in back:
             del self.pending[rel]  # back to the workspace's own file (or none)
-            if (self.root / rel).is_file() and rel in set(self.index.files()):
+            if (self.root / rel).is_file() and rel in indexed:
                 count += self._copy(rel)
             else:
                 self._remove(rel)
                 count += 1
+        if back:  # or to its open buffer, when that differs from disk
+            self._show_buffers(indexed)
         return count
 
     def _intact(self, rel: str, want: str | None) -> bool:
@@ -183,6 +271,11 @@ class Shadow:
                 except OSError:
                     continue
         return total
+
+
+def _discard(directory: str, writes: WriteWatch) -> None:
+    writes.close()
+    shutil.rmtree(directory, True)
 
 
 def _remove_any(path: Path) -> None:

@@ -191,6 +191,21 @@ class Folder:
             return None
         return doc.source, doc.version if doc.version is not None else 0
 
+    def open_buffers(self) -> dict[str, str]:
+        """Text of every open buffer in this folder, by relative path (worker thread too)."""
+        docs = (
+            self.server.protocol._workspace.text_documents
+            if self.server.protocol._workspace
+            else {}
+        )
+        out: dict[str, str] = {}
+        for uri, doc in list(docs.items()):  # a copy: the event loop may open or close one now
+            path = to_fs_path(uri)
+            rel = self.rel(Path(path)) if path is not None else None
+            if rel and rel != "." and not rel.startswith("../"):
+                out[rel] = doc.source
+        return out
+
     def read(self, rel: str) -> str | None:
         opened = self.open_doc(rel)
         if opened is not None:
@@ -237,7 +252,12 @@ class Folder:
             self.watcher.start()
         backend = make_backend(settings, settings.state_dir(self.root))
         self.session = Session(
-            self.root, settings, backend, index=self.index, buffers=self.open_doc
+            self.root,
+            settings,
+            backend,
+            index=self.index,
+            buffers=self.open_doc,
+            open_buffers=self.open_buffers,
         )
         self.session_settings = settings
         return self.session

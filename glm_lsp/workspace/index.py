@@ -63,6 +63,9 @@ class WorkspaceIndex:
         self._sorted: list[str] | None = None
         self._scanned = False
         self._journal = ChangeJournal()
+        # Set by a running watcher: waits up to N s for queued changes to reach the journal, True
+        # once they have. None: nothing watches the disk, so the journal may miss changes.
+        self.settle: Callable[[float], bool] | None = None
 
     # ----- listing -------------------------------------------------------------------------
 
@@ -202,6 +205,10 @@ class WorkspaceIndex:
     def generation(self) -> int:
         with self._lock:
             return self._journal.generation
+
+    def journal_covers(self, generation: int) -> bool:
+        with self._lock:
+            return self._journal.covers(generation)
 
     def changes_since(self, generation: int) -> list[Change]:
         with self._lock:

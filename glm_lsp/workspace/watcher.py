@@ -45,6 +45,10 @@ class ChangeJournal:
         self.generation += 1
         self._entries.append((self.generation, path, kind))
 
+    def covers(self, generation: int) -> bool:
+        """Whether every change after `generation` is still kept (the window is bounded)."""
+        return not self._entries or self._entries[0][0] <= generation + 1
+
     def since(self, generation: int) -> list[Change]:
         """Net change per path after `generation`: created+deleted cancels, created+modified is
         created, deleted+created is modified."""
@@ -127,8 +131,11 @@ class WorkspaceWatcher:
             log.warning("file watching unavailable for %s: %s", self.index.root, exc)
             return
         self._observer = observer
+        self.index.settle = self.wait_idle  # every change now reaches the journal
 
     def stop(self, timeout: float = 2.0) -> None:
+        if self.index.settle == self.wait_idle:
+            self.index.settle = None
         if self._observer is not None:
             self._observer.stop()
             self._observer.join(timeout)
