@@ -3,8 +3,10 @@
 Run: python -m benchmarks.bench_shadow      (or import and call run() -> dict)
 
 Measures shadow creation (time, bytes copied, bytes allocated: a reflink shares blocks), syncing
-one pending edit, a no-change refresh (the stat walk before every command), and the overhead of
-running `true` under bubblewrap versus plainly (medians of several runs).
+one pending edit, the refresh before every command with nothing changed (with a watcher on the
+index, as in the server: journal + inotify; without one, as in `glm-lsp run`: every file's
+stamps), the refresh after a command rewrote one file, and the overhead of running `true` under
+bubblewrap versus plainly (medians of several runs).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from glm_lsp.agent.files import Workspace
 from glm_lsp.agent.process import run_process
 from glm_lsp.agent.sandbox import Jail, Unavailable, wrap
 from glm_lsp.agent.shadow import Shadow
-from glm_lsp.workspace import WorkspaceIndex
+from glm_lsp.workspace import WorkspaceIndex, WorkspaceWatcher
 
 EDITS = 20
 RUNS = 15
@@ -47,6 +49,15 @@ def _true(argv: list[str], cwd: Path) -> float:
     return time.perf_counter() - start
 
 
+def _refreshes(shadow: Shadow) -> list[float]:
+    out = []
+    for _ in range(RUNS):
+        start = time.perf_counter()
+        assert shadow.refresh() == 0
+        out.append(time.perf_counter() - start)
+    return out
+
+
 def run() -> dict:
     with tempfile.TemporaryDirectory(prefix="glm-bench-shadow-") as tmp:
         root = Path(tmp) / "tree"
@@ -58,11 +69,22 @@ def run() -> dict:
         start = time.perf_counter()
         copied = shadow.refresh()
         create_s = time.perf_counter() - start
-        refresh = []
-        for _ in range(5):
-            start = time.perf_counter()
-            shadow.refresh()
-            refresh.append(time.perf_counter() - start)
+        created_bytes, allocated = shadow.bytes_copied, shadow.disk_usage()
+        unwatched = _refreshes(shadow)
+        watcher = WorkspaceWatcher(index)
+        watcher.start()
+        try:
+            shadow.refresh()  # warm-up
+            watched = _refreshes(shadow)
+            target = shadow.dir / index.files()[1]
+            rewritten = []
+            for i in range(RUNS):  # as a command (a formatter) leaves it
+                target.write_text(f"# rewritten {i}\n")
+                start = time.perf_counter()
+                assert shadow.refresh() == 1
+                rewritten.append(time.perf_counter() - start)
+        finally:
+            watcher.stop()
         overlay = Overlay(Workspace(root, root / ".glm-lsp"))
         target = index.files()[0]
         syncs = []
@@ -74,10 +96,12 @@ def run() -> dict:
         out = {
             "files": copied,
             "create_ms": _ms(create_s),
-            "bytes_copied": shadow.bytes_copied,
-            "bytes_allocated": shadow.disk_usage(),
+            "bytes_copied": created_bytes,
+            "bytes_allocated": allocated,
             "sync_one_edit_ms_median": _ms(statistics.median(syncs)),
-            "refresh_no_change_ms_median": _ms(statistics.median(refresh)),
+            "refresh_no_change_ms_median": _ms(statistics.median(watched)),
+            "refresh_no_change_unwatched_ms_median": _ms(statistics.median(unwatched)),
+            "refresh_after_command_write_ms_median": _ms(statistics.median(rewritten)),
         }
         jail = Jail(shadow.dir, root, (), Path(tmp), False)
         plain = [_true([], shadow.dir) for _ in range(RUNS)]

@@ -105,6 +105,18 @@ METRICS = [
         "kv8_bytes_ratio", "kv8", "ratio", "unquantised", "<= 0.55", 0.55, lambda v, a, r: v <= 0.55
     ),
     Metric("kv8_decode_ratio", "kv8", "ratio", "unquantised", "(report)"),
+    Metric("shadow_create_10k_ms", "shadow", "ms", "", "(report)"),
+    Metric("shadow_sync_edit_ms", "shadow", "ms", "", "(report)"),
+    Metric(
+        "shadow_refresh_ms",
+        "shadow",
+        "ms",
+        "no watcher (stat all)",
+        "< 50 ms",
+        50,
+        lambda v, a, r: v < 50,
+    ),
+    Metric("sandbox_true_ms", "shadow", "ms", "plain true", "(report)"),
 ]
 # results.json keys that are anchors of another row (the issue names them as keys too)
 ANCHOR_KEYS = {"wasted_prefill_glm": "wasted_prefill_mlx_server"}
@@ -199,12 +211,32 @@ def stage_kv8(ctx: Context) -> Result:
     return values, dict.fromkeys(values, 1.0), r["raw"]
 
 
+def stage_shadow(ctx: Context) -> Result:
+    from benchmarks import bench_shadow
+
+    if ctx.quick:
+        bench_shadow.RUNS = 5
+    progress("shadow: 10k-file tree, shadow workspace refresh and sync, bwrap overhead")
+    r = bench_shadow.run()
+    values = {
+        "shadow_create_10k_ms": r["create_ms"],
+        "shadow_sync_edit_ms": r["sync_one_edit_ms_median"],
+        "shadow_refresh_ms": r["refresh_no_change_ms_median"],
+    }
+    anchors = {"shadow_refresh_ms": r["refresh_no_change_unwatched_ms_median"]}
+    if r["sandboxed_true_ms_median"] is not None:
+        values["sandbox_true_ms"] = r["sandboxed_true_ms_median"]
+        anchors["sandbox_true_ms"] = r["plain_true_ms_median"]
+    return values, anchors, r
+
+
 # Cheap, token-count stages first; the session is shared by wasted_prefill and restart.
 STAGES: dict[str, Callable[[Context], Result]] = {
     "wasted_prefill": stage_wasted,
     "restart": stage_restart,
     "lsp_latency": stage_lsp,
     "index": stage_index,
+    "shadow": stage_shadow,
     "decode": stage_decode,
     "kv8": stage_kv8,
     "ttft": stage_ttft,
