@@ -256,6 +256,16 @@ def test_refresh_trusts_the_watched_index_journal_and_sees_command_writes(ws: Pa
         assert (shadow.dir / "build" / "big.bin").read_bytes() == b"x" * 1000
         assert shadow.refresh() == 0
 
+        # A symlinked file changes with its target, which is what the journal names.
+        (ws / "alias.py").symlink_to("pkg/b.py")
+        index.apply_change("created", "alias.py")
+        assert shadow.refresh() == 1
+        assert shadow.refresh() == 0
+        (ws / "pkg" / "b.py").write_text("B = 2\n")
+        index.apply_change("modified", "pkg/b.py")
+        assert shadow.refresh() == 2
+        assert (shadow.dir / "alias.py").read_text() == "B = 2\n"
+
         # A watcher that has not caught up, or none at all: every file is checked.
         (ws / "pkg" / "a.py").write_text("A = 3\n")
         index.settle = lambda _timeout: False

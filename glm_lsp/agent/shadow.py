@@ -139,8 +139,9 @@ class Shadow:
             self.writes.reset()
             return None
         changed = {c.path for c in self.index.changes_since(self.generation)}
-        # New ignore rules change which files are indexed without journal entries.
-        return changed | written | (wanted - self.known)
+        # New ignore rules change which files are indexed without journal entries; a symlink's
+        # content changes under its target's name.
+        return changed | written | (wanted - self.known) | self.index.linked_files()
 
     @staticmethod
     def _top_level(files: set[str]) -> set[str]:

@@ -85,6 +85,11 @@ class WorkspaceIndex:
         with self._lock:
             return list(self._ordered())
 
+    def linked_files(self) -> set[str]:
+        """Indexed files that are symlinks: they change with a target the journal names instead."""
+        with self._lock:
+            return self._links & self._files
+
     def list_files(self, path: str | None = None, glob: str | None = None) -> list[str]:
         """Files under `path` (a directory or one file), optionally filtered by `glob`, which is
         tried against the root-relative path and the path relative to `path`."""
