@@ -34,6 +34,8 @@ class Settings:
     stateDir: str | None = None
     persistKvCache: bool = True
     scriptedReplies: str | None = None
+    speculativeDecoding: bool = True  # prompt-lookup drafts, verified exactly (issue 17)
+    draftTokens: int = 8  # the most tokens drafted per verification pass
 
     def merged(self, changes: Mapping[str, Any]) -> Settings:
         """A copy with `changes` applied; raises SettingsError on the first bad key or value."""
@@ -58,8 +60,8 @@ _CHOICES: dict[str, tuple[Any, ...]] = {
     "thinking": ("auto", "enabled", "disabled"),
     "kvBits": (None, 4, 8),
 }
-_BOOLS = ("preserveThinking", "persistKvCache")
-_POSITIVE_INTS = ("maxTokens", "contextLength", "maxSteps")
+_BOOLS = ("preserveThinking", "persistKvCache", "speculativeDecoding")
+_POSITIVE_INTS = ("maxTokens", "contextLength", "maxSteps", "draftTokens")
 _OPTIONAL_STRINGS = ("stateDir", "scriptedReplies")
 _RANGES = {"temperature": (0.0, 2.0), "topP": (0.0, 1.0)}
 

@@ -239,3 +239,36 @@ def test_plain_generate_step_agrees_with_the_law_used_above(model: MLXModel) -> 
     )
     logits = model.model(mx.array(prompt)[None])[:, -1, :]
     assert token == mx.argmax(restrict(mx.array(prompt), logits), axis=-1).item()
+
+
+def test_settings_reach_the_conversation_and_change_in_place(
+    model: MLXModel, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    from glm_lsp import runtime
+    from glm_lsp.cli import build_parser, settings_from
+    from glm_lsp.config import Settings, SettingsError
+    from glm_lsp.runtime.factory import make_backend, retune
+
+    assert (Settings().speculativeDecoding, Settings().draftTokens) == (True, 8)
+    args = build_parser().parse_args(
+        ["run", "ws", "x", "--no-speculative-decoding", "--draft-tokens", "3"]
+    )
+    s = settings_from(args)
+    assert (s.speculativeDecoding, s.draftTokens) == (False, 3)
+    for bad in ({"draftTokens": 0}, {"draftTokens": True}, {"speculativeDecoding": "yes"}):
+        with pytest.raises(SettingsError):
+            Settings().merged(bad)
+    runtime.factory._models[str(tiny_model_dir)] = model
+    conv = make_backend(s.merged({"model": str(tiny_model_dir)}), tmp_path)
+    assert (conv.speculative, conv.draft_tokens) == (False, 3)
+    retune(conv, Settings())
+    assert (conv.speculative, conv.draft_tokens) == (True, 8)
+
+
+def test_stats_sum_the_draft_counts() -> None:
+    from glm_lsp.runtime.base import Stats
+
+    total = Stats(generatedTokens=10, draftTokens=8, draftAcceptedTokens=5)
+    total.add(Stats(generatedTokens=4, draftTokens=3, draftAcceptedTokens=1))
+    assert (total.draftTokens, total.draftAcceptedTokens) == (11, 6)
+    assert "draftAcceptedTokens" in total.to_dict()

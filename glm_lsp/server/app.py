@@ -22,7 +22,7 @@ from glm_lsp.agent.edit_store import EditStore, StoredEdit
 from glm_lsp.agent.edits import ChangeSet, check_unchanged, confinement_problems
 from glm_lsp.agent.session import Session
 from glm_lsp.config import Settings, SettingsError
-from glm_lsp.runtime.factory import make_backend
+from glm_lsp.runtime.factory import make_backend, retune
 from glm_lsp.server.jobs import Job, Worker
 from glm_lsp.server.lsp_edits import stale_open_docs, to_document_changes
 from glm_lsp.workspace import WorkspaceIndex, WorkspaceWatcher
@@ -203,6 +203,7 @@ class Folder:
         if self.session is not None and self.session_settings is not None:
             old = self.session_settings
             if all(getattr(old, k) == getattr(settings, k) for k in BACKEND_KEYS):
+                retune(self.session.backend, settings)  # speculativeDecoding, draftTokens
                 self.session.settings = settings
                 self.session_settings = settings
                 return self.session
