@@ -84,6 +84,8 @@ const VALIDATORS = {
   stateDir: nonEmptyString,
   persistKvCache: bool,
   scriptedReplies: nullable(nonEmptyString),
+  speculativeDecoding: bool,
+  draftTokens: positiveInt,
 } satisfies Record<string, Validator>;
 
 export type SettingKey = keyof typeof VALIDATORS;

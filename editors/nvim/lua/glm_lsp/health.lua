@@ -19,6 +19,8 @@ local KNOWN = {
   stateDir = true,
   persistKvCache = true,
   scriptedReplies = true,
+  speculativeDecoding = true,
+  draftTokens = true,
 }
 
 local function check_version()

@@ -23,6 +23,7 @@ describe('settings: keys', () => {
     assert.deepEqual(SETTING_KEYS, [
       'backend', 'model', 'baseUrl', 'apiKeyEnv', 'thinking', 'preserveThinking', 'temperature', 'topP',
       'maxTokens', 'contextLength', 'kvBits', 'maxSteps', 'stateDir', 'persistKvCache', 'scriptedReplies',
+      'speculativeDecoding', 'draftTokens',
     ]);
   });
 
