@@ -252,7 +252,6 @@ def _unexpected(exc: Exception, args: argparse.Namespace) -> int:
     return 1
 
 
-
 if __name__ == "__main__":
     sys.exit(main())
 

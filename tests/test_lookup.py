@@ -51,9 +51,10 @@ def test_latest_occurrence_wins_and_longer_suffixes_first() -> None:
     index = NgramIndex()
     index.extend([7, 1, 2, 9, 5, 2, 8, 1, 2])
     assert index.draft(1) == [9]  # (1, 2) matched at its only earlier place; not 2 -> 8
-    index = NgramIndex()
+    index = NgramIndex(min_n=1)
     index.extend([2, 8, 2, 6, 2])
     assert index.draft(1) == [6]  # the latest earlier 2
+    assert NgramIndex().min_n == 2  # by default a single token is too weak a match
 
 
 def test_no_match_no_draft_and_bad_ids_refused() -> None:

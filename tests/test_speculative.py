@@ -89,9 +89,7 @@ def test_drafts_are_accepted_on_a_copy_and_the_output_stays_exact(
 
 def test_scripted_replies_are_exact_and_copies_are_drafted(model: MLXModel) -> None:
     reply = (
-        "<think>Copy it.</think>Here it is:\n"
-        + CODE.replace("x + 3", "x + 33")
-        + "</tool_call>"
+        "<think>Copy it.</think>Here it is:\n" + CODE.replace("x + 3", "x + 33") + "</tool_call>"
     )
     replies = [reply, "fine</think>done"]
     conv = model.conversation(scripted=ScriptedReplies(replies))
@@ -233,9 +231,7 @@ def test_plain_generate_step_agrees_with_the_law_used_above(model: MLXModel) -> 
     prompt = allowed * 2
     restrict = Restrict(allowed)
     token, _ = next(
-        generate_step(
-            mx.array(prompt), model.model, logits_processors=[restrict], max_tokens=1
-        )
+        generate_step(mx.array(prompt), model.model, logits_processors=[restrict], max_tokens=1)
     )
     logits = model.model(mx.array(prompt)[None])[:, -1, :]
     assert token == mx.argmax(restrict(mx.array(prompt), logits), axis=-1).item()

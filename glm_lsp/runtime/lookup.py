@@ -19,7 +19,7 @@ class NgramIndex:
     """The token history with, for each n-gram (min_n <= n <= max_n), where its latest occurrence
     that has a following token ends. Appending a token is O(max_n), a lookup O(max_n)."""
 
-    def __init__(self, max_n: int = 4, min_n: int = 1) -> None:
+    def __init__(self, max_n: int = 4, min_n: int = 2) -> None:
         if not 1 <= min_n <= max_n:
             raise ValueError("need 1 <= min_n <= max_n")
         self.max_n, self.min_n = max_n, min_n
@@ -78,7 +78,7 @@ class NgramIndex:
         return []
 
 
-def reference_draft(tokens: list[int], limit: int, max_n: int = 4, min_n: int = 1) -> list[int]:
+def reference_draft(tokens: list[int], limit: int, max_n: int = 4, min_n: int = 2) -> list[int]:
     """The brute-force definition NgramIndex.draft must match (tests only)."""
     size = len(tokens)
     if limit <= 0:

@@ -81,45 +81,60 @@ def speculative_generate_step(
         # tokens and the generated ones (the token fed at that position included).
         history = mx.array(prompt[:-1], mx.uint32) if logits_processors else None
 
-        def launch(x: int, draft: list[int]) -> tuple[list[int], mx.array]:
-            inputs = [x, *draft]
-            fed = mx.array(inputs, mx.uint32)
+        def launch(head: int | mx.array, draft: list[int], seen: mx.array | None) -> _Round:
+            """One forward pass over head + draft; the draws stay lazy (computed asynchronously)."""
+            if isinstance(head, int):
+                fed = mx.array([head, *draft], mx.uint32)
+            else:  # the previous round's draw, not evaluated yet
+                fed = mx.concatenate(
+                    [head.reshape(1).astype(mx.uint32), mx.array(draft, mx.uint32)]
+                )
             logits = model(fed[None], cache=cache)[0]  # (positions, vocab)
             quantize(cache)
             if logits_processors:
+                assert seen is not None
                 rows = []
-                for i in range(len(inputs)):
-                    seen = mx.concatenate([history, fed[: i + 1]])
+                for i in range(len(draft) + 1):
+                    before = mx.concatenate([seen, fed[: i + 1]])
                     row = logits[i : i + 1]
                     for processor in logits_processors:
-                        row = processor(seen, row)
+                        row = processor(before, row)
                     rows.append(row)
                 logits = mx.concatenate(rows)
             logprobs = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
             drawn = sampler(logprobs)
             mx.async_eval(drawn)
             stats.passes += 1
-            return inputs, drawn
+            return _Round(fed, draft, drawn, seen)
 
-        x, x_generated = prompt[-1], False
+        x, x_generated = prompt[-1], False  # the token fed by the pending round, and whose it is
         limit = min(lengths.next(), max_tokens)
-        pending = launch(x, index.draft(limit))
+        pending = launch(x, index.draft(limit) if limit else [], history)
         emitted = 0  # tokens yielded, or decided and about to be
         while True:
-            inputs, drawn_lazy = pending
-            drawn = drawn_lazy.tolist()
-            draft = inputs[1:]
+            # A round without a draft whose successor will likely have none either (nothing in
+            # the context matches, or drafting is backing off): chain the next single-token step
+            # on the lazy draw before waiting for it, as generate_step does, so building the
+            # graph overlaps the computation.
+            chained = None
+            after_pending = emitted + (1 if x_generated else 0)
+            quiet = not pending.draft and (lengths.skip > 0 or not index.draft(1))
+            if quiet and after_pending < max_tokens and x not in stop_tokens:
+                lengths.next()
+                chained = launch(pending.drawn[0], [], _extend(pending.seen, pending.fed))
+
+            drawn = pending.drawn.tolist()
+            draft = pending.draft
             accepted = 0
             while accepted < len(draft) and drawn[accepted] == draft[accepted]:
                 accepted += 1
-            trim_prompt_cache(cache, len(draft) - accepted)
+            if accepted < len(draft):
+                trim_prompt_cache(cache, len(draft) - accepted)
             stats.proposed += len(draft)
             stats.accepted += accepted
             lengths.update(len(draft), accepted)
-            if stats.passes == 1:
-                progress(total, total)
-            if history is not None:
-                history = mx.concatenate([history, mx.array(inputs[: accepted + 1], mx.uint32)])
+            if not x_generated:
+                progress(total, total)  # the first token is out: a last chance to cancel
 
             # This round's tokens, all in the cache now: the fed token (unless it was the
             # prompt's) and the accepted draft. The next draw is fed in the next round.
@@ -136,9 +151,25 @@ def speculative_generate_step(
             x, x_generated = drawn[accepted], True
             index.extend(draft[:accepted])
             index.append(x)
-            room = max_tokens - emitted - 1  # x itself takes one
-            limit = 0 if x in stop_tokens or room <= 0 else min(lengths.next(), room)
-            pending = launch(x, index.draft(limit) if limit else [])
+            if chained is not None:
+                pending = chained
+            else:
+                seen = _extend(pending.seen, pending.fed[: accepted + 1])
+                room = max_tokens - emitted - 1  # x itself takes one
+                limit = 0 if x in stop_tokens or room <= 0 else min(lengths.next(), room)
+                pending = launch(x, index.draft(limit) if limit else [], seen)
             if stats.passes % 256 == 0:
                 mx.clear_cache()
             yield from out
+
+
+@dataclass
+class _Round:
+    fed: mx.array  # the head token and the draft, as fed
+    draft: list[int]
+    drawn: mx.array  # the sampler's draw at each position (lazy until evaluated)
+    seen: mx.array | None  # what logits processors saw before this round
+
+
+def _extend(seen: mx.array | None, fed: mx.array) -> mx.array | None:
+    return None if seen is None else mx.concatenate([seen, fed])
