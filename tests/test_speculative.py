@@ -268,3 +268,40 @@ def test_stats_sum_the_draft_counts() -> None:
     total.add(Stats(generatedTokens=4, draftTokens=3, draftAcceptedTokens=1))
     assert (total.draftTokens, total.draftAcceptedTokens) == (11, 6)
     assert "draftAcceptedTokens" in total.to_dict()
+
+
+def test_glm_lsp_run_is_exact_with_and_without_speculation(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from glm_lsp.glm.parse import tool_call_text
+
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "m.py").write_text(CODE)
+    replies = [
+        "Read it.</think>" + tool_call_text("read_file", {"path": "m.py"}),
+        "Rewrite it.</think>"
+        + tool_call_text("write_file", {"path": "m.py", "content": CODE.replace("x + 5", "x - 5")}),
+        "Done.</think>Changed f5.",
+    ]
+    (tmp_path / "r.json").write_text(json.dumps(replies))
+    outputs = {}
+    for flag in ("--speculative-decoding", "--no-speculative-decoding"):
+        state = tmp_path / f"state{flag}"
+        cmd = [sys.executable, "-m", "glm_lsp.cli", "run", str(ws), "Change f5", flag]
+        cmd += ["--model", str(tiny_model_dir), "--scripted-replies", str(tmp_path / "r.json")]
+        cmd += ["--state-dir", str(state)]
+        env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+        assert out.returncode == 0, out.stderr
+        outputs[flag] = out
+    on, off = outputs["--speculative-decoding"], outputs["--no-speculative-decoding"]
+    assert on.stdout == off.stdout
+    assert "-    return x + 5\n+    return x - 5\n" in on.stdout
+    assert "drafts " in on.stderr  # the stats line shows the acceptance
+    assert "drafts " not in off.stderr
