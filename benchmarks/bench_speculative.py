@@ -257,16 +257,18 @@ def models() -> dict[str, Path]:
 
 def table(results: dict[str, dict[str, Any]]) -> str:
     head = (
-        "| model | turn | tokens | raw mlx-lm tok/s | glm-lsp run, off | on | off / raw | on / raw "
-        "(range) | on / off | passes/token off | on | drafts accepted |"
+        "| model | turn | tokens | raw mlx-lm tok/s | glm-lsp run, off | on | off / raw (range) | "
+        "on / raw (range) | on / off | passes/token off | on | drafts accepted |"
     )
     lines = [head, "|" + "---|" * 12]
     for model, rows in results.items():
         for name, r in rows.items():
             lo, hi = r["on_vs_raw_range"]
+            off_lo, off_hi = r["off_vs_raw_range"]
             lines.append(
                 f"| {model} | {name} | {r['generated']} | {r['raw_tps']} | {r['off_tps']} | "
-                f"{r['on_tps']} | {r['off_vs_raw']} | {r['on_vs_raw']} ({lo}-{hi}) | "
+                f"{r['on_tps']} | {r['off_vs_raw']} ({off_lo}-{off_hi}) | "
+                f"{r['on_vs_raw']} ({lo}-{hi}) | "
                 f"{r['on_vs_off']} | {r['passes_per_token_off']} | {r['passes_per_token_on']} | "
                 f"{r['accepted']}/{r['drafted']} |"
             )
