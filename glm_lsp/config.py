@@ -42,6 +42,8 @@ class Settings:
     sandbox: Literal["required", "off"] = "required"
     allowNetwork: bool = False
     review: Literal["preview", "direct"] = "preview"  # preview: the editor asks before each file
+    speculativeDecoding: bool = True  # prompt-lookup drafts, verified exactly
+    draftTokens: int = 8  # the most tokens drafted per verification pass
 
     def merged(self, changes: Mapping[str, Any]) -> Settings:
         """A copy with `changes` applied; raises SettingsError on the first bad key or value."""
@@ -68,8 +70,8 @@ _CHOICES: dict[str, tuple[Any, ...]] = {
     "sandbox": ("required", "off"),
     "review": ("preview", "direct"),
 }
-_BOOLS = ("preserveThinking", "persistKvCache", "allowNetwork")
-_POSITIVE_INTS = ("maxTokens", "contextLength", "maxSteps", "commandTimeout")
+_BOOLS = ("preserveThinking", "persistKvCache", "allowNetwork", "speculativeDecoding")
+_POSITIVE_INTS = ("maxTokens", "contextLength", "maxSteps", "commandTimeout", "draftTokens")
 # Settings that make commands run: a cloned repository must not be able to set them.
 RUN_KEYS = ("allowCommands", "verifyCommand", "sandbox", "allowNetwork")
 _OPTIONAL_STRINGS = ("stateDir", "scriptedReplies")

@@ -200,7 +200,8 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
     s = result.stats
     print(
         f"turn {outcome.turn}: {s.promptTokens} prompt tokens ({s.reusedTokens} reused, "
-        f"{s.prefilledTokens} prefilled), {s.generatedTokens} generated, {s.decodeTps} tok/s",
+        f"{s.prefilledTokens} prefilled), {s.generatedTokens} generated, {s.decodeTps} tok/s"
+        + (f", drafts {s.draftAcceptedTokens}/{s.draftTokens} accepted" if s.draftTokens else ""),
         file=sys.stderr,
     )
     for path in result.changes.sensitive():

@@ -26,6 +26,8 @@ class Stats:
     generatedTokens: int = 0
     ttftMs: float = 0.0
     decodeTps: float = 0.0
+    draftTokens: int = 0  # speculative decoding: drafted tokens verified by the model
+    draftAcceptedTokens: int = 0  # of those, the ones it agreed with
 
     def add(self, other: Stats) -> None:
         """Sum over a request's completions; ttft stays the first completion's."""
@@ -35,6 +37,8 @@ class Stats:
         self.reusedTokens += other.reusedTokens
         self.prefilledTokens += other.prefilledTokens
         self.generatedTokens += other.generatedTokens
+        self.draftTokens += other.draftTokens
+        self.draftAcceptedTokens += other.draftAcceptedTokens
         if first:
             self.ttftMs = other.ttftMs
         steps = max(self.generatedTokens - 1, 0)

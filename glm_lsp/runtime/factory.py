@@ -36,4 +36,14 @@ def make_backend(settings: Settings, state_dir: Path) -> Backend:
         state_dir=state_dir,
         persist=settings.persistKvCache,
         scripted=scripted,
+        speculative=settings.speculativeDecoding,
+        draft_tokens=settings.draftTokens,
     )
+
+
+def retune(backend: Backend, settings: Settings) -> None:
+    """Apply the settings a live backend takes in place, so changing them keeps its KV cache:
+    speculative decoding is read at the start of each completion."""
+    if hasattr(backend, "speculative") and hasattr(backend, "draft_tokens"):
+        backend.speculative = settings.speculativeDecoding
+        backend.draft_tokens = settings.draftTokens

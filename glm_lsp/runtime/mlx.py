@@ -37,8 +37,10 @@ from glm_lsp.runtime.base import (
     Stats,
 )
 from glm_lsp.runtime.history import TokenHistory
+from glm_lsp.runtime.lookup import DraftLength, NgramIndex
 from glm_lsp.runtime.model_loader import load_model
 from glm_lsp.runtime.scripted import ForcedTokens, ScriptedReplies
+from glm_lsp.runtime.speculative import DraftStats, speculative_generate_step
 
 log = logging.getLogger(__name__)
 CACHE_FILE = "kv-cache.safetensors"
@@ -90,8 +92,15 @@ class MLXConversation:
         state_dir: Path | None = None,
         persist: bool = True,
         scripted: ScriptedReplies | None = None,
+        speculative: bool = True,
+        draft_tokens: int = 8,
     ) -> None:
+        if draft_tokens < 1:
+            raise ValueError("draft_tokens must be a positive integer")
         self.m = model
+        self.speculative = speculative
+        self.draft_tokens = draft_tokens
+        self.lookup = NgramIndex()  # drafts come from this conversation's own tokens
         self.model_name = model.name
         self.kv_bits = kv_bits
         self.cache_path = state_dir / CACHE_FILE if state_dir and persist else None
@@ -199,7 +208,8 @@ class MLXConversation:
             reply = self.scripted.next()
             stop = self._scripted_stop(reply)
             forced = [*self.m.encode(reply), stop]
-            max_tokens, processors = len(forced), [ForcedTokens(forced)]
+            max_tokens = len(forced)
+            processors = [ForcedTokens(forced, prompt_length=len(plan.new_tokens))]
 
         def check_cancel(_done: int, _total: int) -> None:
             if cancel.is_set():
@@ -211,21 +221,43 @@ class MLXConversation:
         generated: list[int] = []
         text, stop_text, first_at, finish = [], "", 0.0, "length"
         steps = None
+        drafts = DraftStats()
+        sampler = make_sampler(request.temperature, request.top_p)
+        speculative = self.speculative
         try:
             check_cancel(0, 0)
-            steps = generate_step(
-                mx.array(plan.new_tokens),
-                self.m.model,
-                max_tokens=max_tokens,
-                sampler=make_sampler(request.temperature, request.top_p),
-                logits_processors=processors,
-                prompt_cache=cache,
-                kv_bits=self.kv_bits,
-                kv_group_size=KV_GROUP_SIZE,
-                quantized_kv_start=0,
-                prompt_progress_callback=check_cancel,
-            )
-            for token, _ in steps:
+            if speculative:
+                self.lookup.sync(self.history.tokens + plan.new_tokens)
+                steps = speculative_generate_step(
+                    plan.new_tokens,
+                    self.m.model,
+                    cache,
+                    index=self.lookup,
+                    lengths=DraftLength(self.draft_tokens),
+                    max_tokens=max_tokens,
+                    sampler=sampler,
+                    logits_processors=processors,
+                    kv_bits=self.kv_bits,
+                    kv_group_size=KV_GROUP_SIZE,
+                    prompt_progress_callback=check_cancel,
+                    stop_tokens=set(self.m.stop_text),
+                    stats=drafts,
+                )
+            else:
+                steps = generate_step(
+                    mx.array(plan.new_tokens),
+                    self.m.model,
+                    max_tokens=max_tokens,
+                    sampler=sampler,
+                    logits_processors=processors,
+                    prompt_cache=cache,
+                    kv_bits=self.kv_bits,
+                    kv_group_size=KV_GROUP_SIZE,
+                    quantized_kv_start=0,
+                    prompt_progress_callback=check_cancel,
+                )
+            for step in steps:
+                token = step if speculative else step[0]
                 if not generated:
                     first_at = time.perf_counter()
                     self.history.commit_prompt()
@@ -261,6 +293,7 @@ class MLXConversation:
             raise BackendError("KV cache and token history disagree; this is a bug in glm-lsp")
         end = time.perf_counter()
         stats.generatedTokens = len(generated)
+        stats.draftTokens, stats.draftAcceptedTokens = drafts.proposed, drafts.accepted
         stats.ttftMs = round((first_at - start) * 1000, 2)
         if len(generated) > 1 and end > first_at:
             stats.decodeTps = round((len(generated) - 1) / (end - first_at), 2)

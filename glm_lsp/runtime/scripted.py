@@ -53,15 +53,23 @@ class ScriptedReplies:
 
 
 class ForcedTokens:
-    """A logits processor that leaves only the next scripted token possible."""
+    """A logits processor that leaves only the scripted token of its position possible.
 
-    def __init__(self, tokens: list[int]) -> None:
+    The position comes from the length of the token history it is handed (mlx-lm passes the
+    prompt's new tokens plus what was generated), not from a count of calls: speculative decoding
+    calls it for every drafted position of a verification pass, and the rejected ones never
+    happened, so a call counter would run ahead of the text.
+    """
+
+    def __init__(self, tokens: list[int], prompt_length: int | None = None) -> None:
         self.tokens = tokens
-        self.step = 0
+        self.prompt_length = prompt_length  # None: the first call's history length
 
-    def __call__(self, _history: mx.array, logits: mx.array) -> mx.array:
-        token = self.tokens[min(self.step, len(self.tokens) - 1)]
-        self.step += 1
+    def __call__(self, history: mx.array, logits: mx.array) -> mx.array:
+        if self.prompt_length is None:
+            self.prompt_length = history.shape[0]
+        step = history.shape[0] - self.prompt_length
+        token = self.tokens[min(max(step, 0), len(self.tokens) - 1)]
         vocab = mx.arange(logits.shape[-1])
         # The kept logit is the model's own (NaN made finite), not a constant: MLX is lazy, and a
         # choice that did not depend on the logits would leave the forward passes unevaluated

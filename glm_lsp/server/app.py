@@ -25,7 +25,7 @@ from glm_lsp.agent.permissions import ALLOW_ALWAYS, ALLOW_ONCE, DENY, always_lab
 from glm_lsp.agent.session import Session
 from glm_lsp.agent.undo import current_text
 from glm_lsp.config import RUN_KEYS, Settings, SettingsError, kebab
-from glm_lsp.runtime.factory import make_backend
+from glm_lsp.runtime.factory import make_backend, retune
 from glm_lsp.server.jobs import Job, Worker
 from glm_lsp.server.lsp_edits import annotations, stale_open_docs, to_document_changes
 from glm_lsp.textfile import read_view
@@ -240,6 +240,7 @@ class Folder:
         if self.session is not None and self.session_settings is not None:
             old = self.session_settings
             if all(getattr(old, k) == getattr(settings, k) for k in BACKEND_KEYS):
+                retune(self.session.backend, settings)  # speculativeDecoding, draftTokens
                 self.session.settings = settings
                 self.session_settings = settings
                 return self.session

@@ -19,6 +19,12 @@ export function formatStats(stats: Stats | undefined): string {
   if (typeof stats.ttftMs === 'number') parts.push(`first token ${Math.round(stats.ttftMs)} ms`);
   const tps = formatTps(stats.decodeTps);
   if (tps) parts.push(tps);
+  const drafted = stats.draftTokens;
+  if (typeof drafted === 'number' && drafted > 0 && typeof stats.draftAcceptedTokens === 'number') {
+    // speculative decoding: how many drafted tokens the model agreed with
+    const pct = Math.round((100 * stats.draftAcceptedTokens) / drafted);
+    parts.push(`drafts ${stats.draftAcceptedTokens}/${drafted} accepted (${pct}%)`);
+  }
   return parts.join(' · ');
 }
 

@@ -20,6 +20,8 @@ export interface Stats {
   generatedTokens?: number;
   ttftMs?: number;
   decodeTps?: number;
+  draftTokens?: number;
+  draftAcceptedTokens?: number;
 }
 
 export interface ExplainArgs {

@@ -101,6 +101,8 @@ const VALIDATORS = {
   sandbox: oneOf('required', 'off'),
   allowNetwork: bool,
   review: oneOf('preview', 'direct'),
+  speculativeDecoding: bool,
+  draftTokens: positiveInt,
 } satisfies Record<string, Validator>;
 
 export type SettingKey = keyof typeof VALIDATORS;

@@ -32,6 +32,15 @@ function M.stats(stats)
     parts[#parts + 1] = string.format('first token %d ms', math.floor(stats.ttftMs + 0.5))
   end
   parts[#parts + 1] = M.tps(stats.decodeTps)
+  if num(stats.draftTokens) and stats.draftTokens > 0 and num(stats.draftAcceptedTokens) then
+    -- speculative decoding: how many drafted tokens the model agreed with
+    parts[#parts + 1] = string.format(
+      'drafts %d/%d accepted (%d%%)',
+      stats.draftAcceptedTokens,
+      stats.draftTokens,
+      math.floor(100 * stats.draftAcceptedTokens / stats.draftTokens + 0.5)
+    )
+  end
   return table.concat(parts, ' · ')
 end
 

@@ -26,6 +26,8 @@ local KNOWN = {
   sandbox = true,
   allowNetwork = true,
   review = true,
+  speculativeDecoding = true,
+  draftTokens = true,
 }
 
 local function check_version()

@@ -22,6 +22,11 @@ describe('format: figures', () => {
   it('formats stats, leaving out what is missing', () => {
     assert.equal(formatStats(stats), '1200 prompt tokens (1000 reused) · 64 generated · first token 312 ms · 23.5 tok/s');
     assert.equal(formatStats({ generatedTokens: 5 }), '5 generated');
+    assert.equal(
+      formatStats({ generatedTokens: 40, draftTokens: 30, draftAcceptedTokens: 24 }),
+      '40 generated · drafts 24/30 accepted (80%)',
+    );
+    assert.equal(formatStats({ generatedTokens: 5, draftTokens: 0, draftAcceptedTokens: 0 }), '5 generated');
     assert.equal(formatStats(undefined), '');
     assert.equal(formatTps(0), undefined);
     assert.equal(formatTps(Number.NaN), undefined);

@@ -26,6 +26,7 @@ describe('settings: keys', () => {
       'maxTokens', 'contextLength', 'kvBits', 'maxSteps', 'stateDir', 'persistKvCache', 'scriptedReplies',
       'allowCommands', 'verifyCommand', 'verifyRounds', 'commandTimeout', 'sandbox', 'allowNetwork',
       'review',
+      'speculativeDecoding', 'draftTokens',
     ]);
   });
 

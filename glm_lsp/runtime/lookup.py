@@ -1,0 +1,125 @@
+"""Prompt-lookup drafting: guess the next tokens by finding the latest earlier occurrence of the
+last few tokens in the conversation and proposing what followed it.
+
+An agent's edit turns copy text it just read (`old_text`, a rewritten file), so the continuation of
+an earlier occurrence is often exactly what the model will generate. The drafts are only guesses:
+speculative.py verifies them against the model, so a wrong draft costs time, never correctness.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+# Token ids are packed into one int per n-gram (exact, no hashing): 24 bits covers any vocabulary.
+_BITS = 24
+_LIMIT = 1 << _BITS
+
+
+class NgramIndex:
+    """The token history with, for each n-gram (min_n <= n <= max_n), where its latest occurrence
+    that has a following token ends. Appending a token is O(max_n), a lookup O(max_n)."""
+
+    def __init__(self, max_n: int = 4, min_n: int = 2) -> None:
+        if not 1 <= min_n <= max_n:
+            raise ValueError("need 1 <= min_n <= max_n")
+        self.max_n, self.min_n = max_n, min_n
+        self.tokens: list[int] = []
+        # _latest[n][packed n-gram] = index of the end of its latest occurrence with a follower
+        self._latest: list[dict[int, int]] = [{} for _ in range(max_n + 1)]
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def extend(self, tokens: Iterable[int]) -> None:
+        for token in tokens:
+            self.append(token)
+
+    def append(self, token: int) -> None:
+        if not 0 <= token < _LIMIT:
+            raise ValueError(f"token id {token} out of range")
+        toks = self.tokens
+        end = len(toks) - 1  # the n-grams ending here now have a follower: index them
+        key = 0
+        for n in range(1, min(self.max_n, end + 1) + 1):
+            key |= toks[end - n + 1] << (_BITS * (n - 1))
+            if n >= self.min_n:
+                self._latest[n][key] = end
+        toks.append(token)
+
+    def sync(self, tokens: list[int]) -> None:
+        """Make the index hold exactly `tokens`: extend when they continue what it holds (the usual
+        case, a conversation grows), rebuild otherwise (compaction rewrote the history)."""
+        held = len(self.tokens)
+        if held <= len(tokens) and tokens[:held] == self.tokens:
+            self.extend(tokens[held:])
+            return
+        self.tokens, self._latest = [], [{} for _ in range(self.max_n + 1)]
+        self.extend(tokens)
+
+    def draft(self, limit: int) -> list[int]:
+        """Up to `limit` tokens that followed the latest earlier occurrence of the longest matching
+        suffix (max_n tokens down to min_n); [] when nothing matches."""
+        toks = self.tokens
+        size = len(toks)
+        if limit <= 0 or size == 0:
+            return []
+        key = 0
+        found = -1
+        keys = []
+        for n in range(1, min(self.max_n, size) + 1):
+            key |= toks[size - n] << (_BITS * (n - 1))
+            keys.append((n, key))
+        for n, key in reversed(keys):  # longest suffix first
+            if n < self.min_n:
+                break
+            found = self._latest[n].get(key, -1)
+            if found >= 0:
+                return toks[found + 1 : found + 1 + limit]
+        return []
+
+
+def reference_draft(tokens: list[int], limit: int, max_n: int = 4, min_n: int = 2) -> list[int]:
+    """The brute-force definition NgramIndex.draft must match (tests only)."""
+    size = len(tokens)
+    if limit <= 0:
+        return []
+    for n in range(min(max_n, size), min_n - 1, -1):
+        suffix = tokens[size - n :]
+        for start in range(size - n - 1, -1, -1):  # needs a follower: start + n <= size - 1
+            if tokens[start : start + n] == suffix:
+                return tokens[start + n : start + n + limit]
+    return []
+
+
+class DraftLength:
+    """How many tokens to draft next, from how the last drafts fared: double after a fully accepted
+    draft, shrink to what was accepted plus one otherwise, and after drafts that were rejected at
+    their first token skip drafting for a growing number of steps (on hardware where a batch costs
+    per token, text with nothing to copy must not pay for guesses that never land)."""
+
+    def __init__(self, maximum: int) -> None:
+        if maximum < 1:
+            raise ValueError("draftTokens must be a positive integer")
+        self.maximum = maximum
+        self.length = maximum
+        self.misses = 0  # drafts in a row rejected at their first token
+        self.skip = 0  # steps left without a draft
+
+    def next(self) -> int:
+        if self.skip > 0:
+            self.skip -= 1
+            return 0
+        return self.length
+
+    def update(self, proposed: int, accepted: int) -> None:
+        if proposed == 0:
+            return
+        if accepted == proposed:
+            self.length = min(self.maximum, 2 * self.length)
+        else:
+            self.length = max(1, accepted + 1)
+        if accepted == 0:
+            self.misses += 1
+            self.skip = min(2 ** (self.misses - 1), 16) - 1
+        else:
+            self.misses = 0
