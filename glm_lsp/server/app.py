@@ -25,8 +25,8 @@ from glm_lsp.agent.permissions import ALLOW_ALWAYS, ALLOW_ONCE, DENY, always_lab
 from glm_lsp.agent.session import Session
 from glm_lsp.agent.undo import current_text
 from glm_lsp.config import RUN_KEYS, Settings, SettingsError, kebab
+from glm_lsp.core.worker import Job, Worker
 from glm_lsp.runtime.factory import make_backend, retune
-from glm_lsp.server.jobs import Job, Worker
 from glm_lsp.server.lsp_edits import annotations, stale_open_docs, to_document_changes
 from glm_lsp.textfile import read_view
 from glm_lsp.workspace import WorkspaceIndex, WorkspaceWatcher

@@ -10,10 +10,11 @@ from pygls.exceptions import JsonRpcRequestCancelled, JsonRpcServerError
 from glm_lsp.agent.edits import ChangeSet
 from glm_lsp.agent.landing import Landing
 from glm_lsp.agent.session import Outcome
+from glm_lsp.core.worker import Job
 from glm_lsp.memory.thinking_log import ThinkingLog
 from glm_lsp.runtime.base import BackendError, Cancelled
 from glm_lsp.server.app import Folder, GlmServer
-from glm_lsp.server.jobs import Job, Progress, StreamRelay
+from glm_lsp.server.jobs import Progress, StreamRelay
 from glm_lsp.server.requests import (
     bad,
     build_request,

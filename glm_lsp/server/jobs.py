@@ -8,80 +8,17 @@ request waits its turn on the same thread.
 from __future__ import annotations
 
 import asyncio
-import threading
 import uuid
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
 from lsprotocol import types as lsp
 
-from glm_lsp.runtime.base import Cancelled
+from glm_lsp.core.worker import Job
 
 if TYPE_CHECKING:
     from glm_lsp.server.app import GlmServer
 
-T = TypeVar("T")
 FLUSH_S = 0.03  # stream deltas are sent at most this late, so a client is not flooded per token
-
-
-@dataclass(eq=False)
-class Job:
-    command: str
-    cancel: threading.Event = field(default_factory=threading.Event)
-    msg_id: Any = None  # the executeCommand request id, for $/cancelRequest
-    token: str | None = None  # the work-done progress token, for a progress cancel
-    turn: int | None = None  # known once the worker starts it
-
-
-class Worker:
-    """One thread for every model request of this server; FIFO."""
-
-    def __init__(self) -> None:
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="glm-worker")
-        self._lock = threading.Lock()
-        self.running: Job | None = None
-        self.pending: list[Job] = []
-
-    @property
-    def busy(self) -> bool:
-        return self.running is not None
-
-    @property
-    def queued(self) -> int:
-        return len(self.pending)
-
-    def jobs(self) -> list[Job]:
-        with self._lock:
-            return ([self.running] if self.running else []) + list(self.pending)
-
-    async def run(self, job: Job, fn: Callable[[], T]) -> T:
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            self.pending.append(job)
-
-        def call() -> T:
-            with self._lock:
-                self.pending.remove(job)
-                self.running = job
-            try:
-                if job.cancel.is_set():  # cancelled while it waited
-                    raise Cancelled()
-                return fn()
-            finally:
-                with self._lock:
-                    self.running = None
-
-        return await loop.run_in_executor(self.executor, call)
-
-    def cancel_all(self) -> None:
-        for job in self.jobs():
-            job.cancel.set()
-
-    def shutdown(self) -> None:
-        self.cancel_all()
-        self.executor.shutdown(wait=False, cancel_futures=True)
 
 
 class StreamRelay:
