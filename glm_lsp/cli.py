@@ -140,6 +140,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     )
 
 
+def _cmd_acp(args: argparse.Namespace) -> int:
+    from glm_lsp.acp.agent import main as acp_main
+
+    return acp_main(settings_from(args))
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from glm_lsp.commands.demo import demo
 
@@ -178,6 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_setting_flags(serve)
     serve.set_defaults(func=_cmd_serve)
+
+    acp = sub.add_parser(
+        "acp", help="run the agent over the Agent Client Protocol on stdio (Zed, JetBrains, ...)"
+    )
+    add_setting_flags(acp, skip=("review",))  # the client asks before each edit
+    acp.set_defaults(func=_cmd_acp)
 
     run = sub.add_parser("run", help="one agent request without an editor")
     run.add_argument("workspace")

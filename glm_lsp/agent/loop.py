@@ -7,12 +7,13 @@ starts with its own reasoning, and all of it stays in the request's messages, by
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from glm_lsp.agent.commands import Verification
-from glm_lsp.agent.edits import ChangeSet, Overlay
+from glm_lsp.agent.edits import ChangeSet, FileChange, Overlay
 from glm_lsp.agent.prompts import SYSTEM_PROMPT, AgentRequest, user_message
 from glm_lsp.agent.tools import ToolBox
 from glm_lsp.glm.format import render_prompt
@@ -24,6 +25,23 @@ from glm_lsp.runtime.base import Backend, CompletionRequest, Stats
 # (kind, text): reasoning | content | tool_call | tool_result | progress, and tool_output: a
 # piece of a running command's output (sent to the editor as tool_result as it comes).
 Sink = Callable[[str, str], None]
+
+
+FILE_TOOLS = ("edit_file", "write_file", "rename_file", "delete_file")
+
+
+@dataclass
+class ToolEvent:
+    """One tool call as a front-end shows it: once when it starts (result None), once when done."""
+
+    id: str  # unique in the conversation
+    name: str
+    arguments: dict[str, Any]
+    result: str | None = None
+    change: FileChange | None = None  # for a file tool: the request's pending change to that file
+
+
+OnTool = Callable[[ToolEvent], None]
 
 
 NOT_RUN = "Not run: the request reached its tool-call limit (maxSteps)."
@@ -50,7 +68,8 @@ class AgentResult:
     stats: Stats
     reads: dict[str, str | None]
     compacted_turns: list[int] = field(default_factory=list)
-    stopped: str | None = None  # why the loop ended early (maxSteps, maxTokens)
+    stopped: str | None = None  # why the loop ended early (maxSteps, maxTokens), as a sentence
+    stop_limit: str | None = None  # which limit ended it: "maxTokens" | "maxSteps"
     verification: Verification | None = None  # verifyCommand's last outcome on the final edit
 
 
@@ -87,10 +106,11 @@ class Agent:
         sink: Sink,
         cancel: threading.Event,
         verify: Callable[[Overlay], Verification | None] | None = None,
+        on_tool: OnTool | None = None,
     ) -> None:
         self.backend, self.tools, self.overlay = backend, toolbox, overlay
         self.opt, self.sink, self.cancel = options, sink, cancel
-        self.verify = verify
+        self.verify, self.on_tool = verify, on_tool
 
     def _prompt(self, history: list[list[dict]], messages: list[dict]) -> str:
         flat = [m for turn in history for m in turn]
@@ -120,6 +140,7 @@ class Agent:
         self.compacted: list[int] = []
         messages: list[dict[str, Any]] = [{"role": "user", "content": user_message(request)}]
         stats, reasoning, steps, stopped, text = Stats(), [], 0, None, ""
+        stop_limit: str | None = None
         verification: Verification | None = None
         rounds = 0
         while True:
@@ -144,6 +165,7 @@ class Agent:
             messages.append(message)
             text = end.content.strip()
             if finish == "length":
+                stop_limit = "maxTokens"
                 stopped = f"the model reached maxTokens ({self.opt.max_tokens}) in one completion"
             if not calls and not end.errors:
                 verification = self._verify()
@@ -159,12 +181,20 @@ class Agent:
             for item in [*calls, *end.errors]:
                 if steps >= self.opt.max_steps:
                     result = NOT_RUN
+                    stop_limit = "maxSteps"
                     stopped = f"stopped after maxSteps ({self.opt.max_steps}) tool calls"
                 elif isinstance(item, ParsedCall):
                     steps += 1
                     self.sink("tool_call", _describe(item))
                     self.sink("progress", _progress(item))
+                    event = ToolEvent(uuid.uuid4().hex[:16], item.name, dict(item.arguments))
+                    if self.on_tool:
+                        self.on_tool(event)
                     result = self.tools.run(item.name, dict(item.arguments))
+                    if self.on_tool:
+                        event.result = str(getattr(result, "rest", result))
+                        event.change = self._pending_change(event)
+                        self.on_tool(event)
                 else:
                     steps += 1
                     result = f"Error: your tool call could not be parsed: {item.message}"
@@ -186,8 +216,18 @@ class Agent:
             reads=dict(self.tools.reads),
             compacted_turns=self.compacted,
             stopped=stopped,
+            stop_limit=stop_limit,
             verification=verification,
         )
+
+    def _pending_change(self, event: ToolEvent) -> FileChange | None:
+        if event.name not in FILE_TOOLS:
+            return None
+        touched = {event.arguments.get("path"), event.arguments.get("new_path")} - {None}
+        for change in self.overlay.change_set().changes:
+            if change.path in touched or change.old_path in touched:
+                return change
+        return None
 
     def _verify(self) -> Verification | None:
         """verifyCommand, when set and the request has pending edits."""

@@ -16,13 +16,14 @@ SYSTEM_PROMPT = (
     "directly and concisely; do not edit files unless asked."
 )
 
-KINDS = ("explain", "refactor", "fix", "ask")
-COMMANDS = {kind: f"glm.{kind}" for kind in KINDS}
+KINDS = ("explain", "refactor", "fix", "ask", "prompt")
+# The log's `command`: the LSP command, or the ACP method for an agent-panel message.
+COMMANDS = {kind: f"glm.{kind}" for kind in KINDS} | {"prompt": "session/prompt"}
 
 
 @dataclass
 class AgentRequest:
-    kind: str  # explain | refactor | fix | ask
+    kind: str  # explain | refactor | fix | ask | prompt (a message typed in an ACP agent panel)
     instruction: str = ""  # refactor instruction or question
     path: str | None = None  # workspace-relative file
     start_line: int | None = None  # 1-based inclusive selection
@@ -42,13 +43,16 @@ _VERBS = {
     "refactor": "Refactor as instructed, across every file that needs it.",
     "fix": "Fix the problems reported by the diagnostics below.",
     "ask": "Answer the question.",
+    "prompt": "Do what the user's message asks: answer it, or change the code where it asks.",
 }
 
 
 def user_message(req: AgentRequest) -> str:
     parts = [f"Request: {req.kind}. {_VERBS[req.kind]}"]
     if req.instruction:
-        label = "Question" if req.kind in ("ask", "explain") else "Instruction"
+        label = {"ask": "Question", "explain": "Question", "prompt": "Message"}.get(
+            req.kind, "Instruction"
+        )
         parts.append(f"{label}: {req.instruction}")
     if req.path:
         where = f"File: {req.path}"
@@ -83,10 +87,11 @@ def user_message(req: AgentRequest) -> str:
 
 
 def resolve_thinking(setting: str, override: str | None, kind: str) -> bool:
-    """Turn-level thinking: auto = off for explain/ask, on for refactor/fix."""
+    """Turn-level thinking: auto = off for explain/ask, on for refactor/fix and agent-panel
+    messages (they may ask for edits)."""
     choice = override if override and override != "auto" else setting
     if choice == "enabled":
         return True
     if choice == "disabled":
         return False
-    return kind in ("refactor", "fix")
+    return kind in ("refactor", "fix", "prompt")

@@ -16,7 +16,7 @@ from glm_lsp.agent.commands import CommandTool
 from glm_lsp.agent.edits import ChangeSet, Overlay
 from glm_lsp.agent.files import Buffers, ToolError, Workspace, digest
 from glm_lsp.agent.landing import ApplyReport, Landing
-from glm_lsp.agent.loop import Agent, AgentResult, Options, Sink
+from glm_lsp.agent.loop import Agent, AgentResult, OnTool, Options, Sink
 from glm_lsp.agent.permissions import Ask
 from glm_lsp.agent.prompts import COMMANDS, AgentRequest, resolve_thinking
 from glm_lsp.agent.shadow import OpenBuffers, Shadow
@@ -62,13 +62,15 @@ class Session:
         index: WorkspaceIndex | None = None,
         buffers: Buffers | None = None,
         open_buffers: OpenBuffers | None = None,
+        conversation_dir: Path | None = None,
     ) -> None:
         """`buffers` looks up one open editor buffer; `open_buffers` lists them all (the shadow
-        workspace writes the ones that differ from disk)."""
+        workspace writes the ones that differ from disk). `conversation_dir` holds this
+        conversation's log (default: the state dir itself, the LSP's conversation)."""
         self.root = root.resolve()
         self.settings = settings
         self.state_dir = prepare_state_dir(settings.state_dir(self.root))
-        self.log = ThinkingLog(self.state_dir)
+        self.log = ThinkingLog(conversation_dir or self.state_dir)
         self.backend = backend
         excluded = {".git"}
         if self.root in self.state_dir.resolve().parents:
@@ -138,10 +140,12 @@ class Session:
         cancel: threading.Event,
         apply: ApplyEdits,
         ask: Ask | None = None,
+        on_tool: OnTool | None = None,
     ) -> Outcome:
-        """`ask` puts a command that allowCommands does not allow to the user (None: nobody)."""
+        """`ask` puts a command that allowCommands does not allow to the user (None: nobody);
+        `on_tool` sees each tool call start and finish (ACP shows them as tool calls)."""
         with self.lock:
-            return self._run(request, sink, cancel, apply, ask)
+            return self._run(request, sink, cancel, apply, ask, on_tool)
 
     def _run(
         self,
@@ -150,6 +154,7 @@ class Session:
         cancel: threading.Event,
         apply: ApplyEdits,
         ask: Ask | None,
+        on_tool: OnTool | None,
     ) -> Outcome:
         s = self.settings
         records = self.log.records()
@@ -172,7 +177,9 @@ class Session:
         )
         commands = CommandTool(self.root, s, self.state_dir, self.shadow, sink, cancel, ask)
         toolbox = ToolBox(ws, self.index, overlay, commands)
-        agent = Agent(self.backend, toolbox, overlay, options, sink, cancel, verify=commands.verify)
+        agent = Agent(
+            self.backend, toolbox, overlay, options, sink, cancel, commands.verify, on_tool
+        )
         history = [r["messages"] for r in records]
         result = agent.run(request, history, [int(r.get("turn", 0)) for r in records])
         report, error = ApplyReport(False), None
@@ -213,6 +220,8 @@ class Session:
             record["compacted"] = {"droppedTurns": result.compacted_turns}
         if result.stopped:
             record["stopped"] = result.stopped
+        if request.kind == "prompt":  # session/load replays what the user typed, not the wrapper
+            record["prompt"] = request.instruction
         if result.verification is not None:
             record["verification"] = result.verification.to_dict()
         if reason and not applied:

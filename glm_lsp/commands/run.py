@@ -11,14 +11,13 @@ import threading
 from pathlib import Path
 
 from glm_lsp import textfile
-from glm_lsp.agent.edit_store import EditStore, StoredEdit
-from glm_lsp.agent.edits import ApplyFailed, ChangeSet, apply_to_disk, check_unchanged
-from glm_lsp.agent.files import ToolError
+from glm_lsp.agent.edits import ChangeSet
 from glm_lsp.agent.landing import ApplyReport
 from glm_lsp.agent.prompts import AgentRequest
 from glm_lsp.agent.session import Session
 from glm_lsp.commands.review import review
 from glm_lsp.config import Settings
+from glm_lsp.core.disk_apply import remember_edit, write_to_disk
 from glm_lsp.runtime.base import Cancelled
 from glm_lsp.runtime.factory import make_backend
 from glm_lsp.workspace import format_outline
@@ -149,32 +148,10 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
         return ApplyReport(True, None, reviewed.landings, taken, reviewed.remainder)
 
     def remember(landed: ChangeSet, remainder: ChangeSet) -> None:
-        store = EditStore(session.state_dir)  # for `glm-lsp undo`, as glm.undo in an editor
-        store.set(
-            applied=StoredEdit(landed, label, turn) if landed else store.applied,
-            declined=StoredEdit(remainder, label, turn) if remainder else store.declined,
-        )
+        remember_edit(session.state_dir, landed, remainder, label, turn)
 
     def write(changes: ChangeSet) -> tuple[bool, str | None]:
-        sensitive = changes.sensitive()
-        if sensitive and not args.allow_sensitive:
-            return False, (
-                f"not applied: {', '.join(sensitive)} can run code on its own; review the diff "
-                "and run again with --allow-sensitive to write it"
-            )
-        stale = check_unchanged(root, changes)
-        if stale:
-            return (
-                False,
-                f"not applied: changed on disk since the agent read them: {', '.join(stale)}",
-            )
-        try:
-            apply_to_disk(root, changes, session.state_dir)
-        except ToolError as exc:  # a path would now land outside the workspace: write nothing
-            return False, str(exc)
-        except ApplyFailed as exc:  # rolled back: the workspace is as it was
-            return False, f"not applied: {exc}"
-        return True, None
+        return write_to_disk(root, session.state_dir, changes, allow_sensitive=args.allow_sensitive)
 
     cancel = threading.Event()
     try:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from glm_lsp.config import Settings
 from glm_lsp.runtime.base import Backend
+
+if TYPE_CHECKING:
+    from glm_lsp.runtime.scripted import ScriptedReplies
 
 _models: dict[str, object] = {}
 _models_lock = threading.Lock()
@@ -21,9 +25,12 @@ def mlx_model(name: str):  # -> MLXModel, imported lazily: MLX start-up is not f
         return _models[name]
 
 
-def make_backend(settings: Settings, state_dir: Path) -> Backend:
-    scripted = None
-    if settings.scriptedReplies:
+def make_backend(
+    settings: Settings, state_dir: Path, scripted: ScriptedReplies | None = None
+) -> Backend:
+    """`scripted`: a ScriptedReplies shared by several conversations (ACP sessions of one
+    process read one script in order); by default each backend loads its own."""
+    if scripted is None and settings.scriptedReplies:
         from glm_lsp.runtime.scripted import ScriptedReplies
 
         scripted = ScriptedReplies.load(settings.scriptedReplies)

@@ -187,6 +187,14 @@ class MLXConversation:
     def close(self) -> None:
         self.cache = None
 
+    def unload(self) -> None:
+        """Another conversation takes the memory: keep this one's cache on disk only (when not
+        persisted it is recomputed on next use). The history goes with the cache it describes."""
+        if self.cache is None:
+            return
+        self.save()
+        self.cache, self.history = None, TokenHistory()
+
     # -- generation --------------------------------------------------------------------------
     def complete(
         self, request: CompletionRequest, on_text: OnText, cancel: threading.Event

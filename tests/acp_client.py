@@ -1,0 +1,96 @@
+"""A scripted ACP client for the tests: the Python SDK's client side over a real `glm-lsp acp`.
+
+It records every session/update, answers permission requests from a list, serves reads from
+its own "unsaved buffers" (else disk) and writes to disk as an editor that saves would.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from acp import PROTOCOL_VERSION, RequestError, spawn_agent_process
+from acp.schema import (
+    AllowedOutcome,
+    ClientCapabilities,
+    DeniedOutcome,
+    FileSystemCapabilities,
+    ReadTextFileResponse,
+    RequestPermissionResponse,
+    WriteTextFileResponse,
+)
+
+
+class RecordingClient:
+    def __init__(self, *, buffers: dict[str, str] | None = None, answers: list[str] | None = None):
+        self.updates: list[tuple[str, Any]] = []
+        self.permissions: list[Any] = []
+        self.answers = list(answers or [])  # option ids, in order; empty: cancelled
+        self.buffers = dict(buffers or {})  # absolute path -> unsaved text
+        self.reads: list[str] = []
+        self.writes: list[tuple[str, str]] = []
+
+    def on_connect(self, conn: Any) -> None:
+        self.conn = conn
+
+    async def session_update(self, session_id: str, update: Any, **_: Any) -> None:
+        self.updates.append((session_id, update))
+
+    async def request_permission(self, session_id: str, tool_call: Any, options: list, **_: Any):
+        self.permissions.append((tool_call, [o.option_id for o in options]))
+        if not self.answers:
+            return RequestPermissionResponse(outcome=DeniedOutcome(outcome="cancelled"))
+        choice = self.answers.pop(0)
+        return RequestPermissionResponse(
+            outcome=AllowedOutcome(outcome="selected", option_id=choice)
+        )
+
+    async def read_text_file(self, session_id: str, path: str, **_: Any) -> ReadTextFileResponse:
+        self.reads.append(path)
+        if path in self.buffers:
+            return ReadTextFileResponse(content=self.buffers[path])
+        file = Path(path)
+        if not file.is_file():
+            raise RequestError.resource_not_found(path)
+        return ReadTextFileResponse(content=file.read_text(encoding="utf-8"))
+
+    async def write_text_file(self, session_id: str, path: str, content: str, **_: Any):
+        self.writes.append((path, content))
+        self.buffers.pop(path, None)
+        Path(path).write_text(content, encoding="utf-8")  # the editor saves
+        return WriteTextFileResponse()
+
+    # -- what the tests read -------------------------------------------------------------------
+    def of_kind(self, kind: str) -> list[Any]:
+        return [u for _, u in self.updates if u.session_update == kind]
+
+    def thoughts(self) -> str:
+        return "".join(u.content.text for u in self.of_kind("agent_thought_chunk"))
+
+    def messages(self) -> str:
+        return "".join(u.content.text for u in self.of_kind("agent_message_chunk"))
+
+
+def acp_command(model: Path, replies: Path, *flags: str) -> list[str]:
+    return [
+        sys.executable, "-m", "glm_lsp.cli", "acp", "--model", str(model),
+        "--scripted-replies", str(replies), *flags,
+    ]  # fmt: skip
+
+
+def write_replies(path: Path, replies: list[str]) -> Path:
+    path.write_text(json.dumps(replies), encoding="utf-8")
+    return path
+
+
+@asynccontextmanager
+async def acp_agent(client: RecordingClient, command: list[str], *, fs: bool = True):
+    async with spawn_agent_process(client, command[0], *command[1:]) as (conn, process):
+        caps = ClientCapabilities(
+            fs=FileSystemCapabilities(read_text_file=fs, write_text_file=fs), terminal=False
+        )
+        reply = await conn.initialize(protocol_version=PROTOCOL_VERSION, client_capabilities=caps)
+        yield conn, reply, process

@@ -1,0 +1,219 @@
+"""`glm-lsp acp` driven by the Python SDK's client side: a real agent process, the tiny model,
+scripted replies forcing the words while the real runtime does the work."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from acp import RequestError, text_block
+
+from tests.acp_client import RecordingClient, acp_agent, acp_command, write_replies
+
+pytestmark = pytest.mark.slow
+
+READ = (
+    "I should read a.py first.</think>Reading it."
+    "<tool_call>read_file<arg_key>path</arg_key><arg_value>a.py</arg_value></tool_call>"
+)
+EDIT_A = (
+    "It holds A = 1; change it.</think>"
+    "<tool_call>edit_file<arg_key>path</arg_key><arg_value>a.py</arg_value>"
+    "<arg_key>old_text</arg_key><arg_value>A = 1</arg_value>"
+    "<arg_key>new_text</arg_key><arg_value>A = 2</arg_value></tool_call>"
+)
+WRITE_B = (
+    "Now b.py follows.</think>"
+    "<tool_call>write_file<arg_key>path</arg_key><arg_value>b.py</arg_value>"
+    "<arg_key>content</arg_key><arg_value>from a import A\nB = A + 1\n</arg_value></tool_call>"
+)
+DONE = "Both files agree.</think>I set A to 2 and added b.py, which builds on it."
+ANSWER = "A question about the same file.</think>A is 2 now."
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "a.py").write_text("A = 1\n", encoding="utf-8")
+    return root
+
+
+def log_of(root: Path, session_id: str) -> list[dict]:
+    path = root / ".glm-lsp" / "sessions" / session_id / "thinking.jsonl"
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+async def test_prompt_reads_the_buffer_asks_and_writes_two_files_through_the_client(
+    tiny_model_dir: Path, workspace: Path, tmp_path: Path
+) -> None:
+    replies = write_replies(tmp_path / "r.json", [READ, EDIT_A, WRITE_B, DONE])
+    unsaved = {str(workspace / "a.py"): "A = 1  # unsaved\n"}
+    client = RecordingClient(buffers=unsaved, answers=["allow_once"])
+    async with acp_agent(client, acp_command(tiny_model_dir, replies)) as (conn, init, _):
+        assert init.protocol_version == 1
+        assert init.agent_capabilities.load_session is True
+        session = await conn.new_session(cwd=str(workspace), mcp_servers=[])
+        assert [m.id for m in session.modes.available_modes] == ["auto", "think", "fast"]
+        reply = await conn.prompt(
+            session_id=session.session_id, prompt=[text_block("Set A to 2 and add b.py")]
+        )
+    assert reply.stop_reason == "end_turn"
+    # Reasoning streamed as thought chunks, byte-exact, and the answer as message chunks.
+    assert client.thoughts() == (
+        "I should read a.py first.It holds A = 1; change it.Now b.py follows.Both files agree."
+    )
+    assert client.messages() == "Reading it.I set A to 2 and added b.py, which builds on it."
+    # Tool calls with kinds, locations and, for edits, a diff.
+    starts = client.of_kind("tool_call")
+    assert [(s.kind, s.title) for s in starts] == [
+        ("read", "Read a.py"),
+        ("edit", "Edit a.py"),
+        ("edit", "Write b.py"),
+        ("edit", "Apply the edit to 2 file(s)"),
+    ]
+    assert starts[0].locations[0].path == str(workspace / "a.py")
+    done = [u for u in client.of_kind("tool_call_update") if u.status == "completed"]
+    diffs = [c for u in done for c in (u.content or []) if c.type == "diff"]
+    assert (diffs[0].path, diffs[0].old_text, diffs[0].new_text) == (
+        str(workspace / "a.py"),
+        "A = 1  # unsaved\n",
+        "A = 2  # unsaved\n",
+    )
+    # One question for the whole edit; the writes went through the client, unsaved text kept.
+    assert len(client.permissions) == 1
+    assert client.permissions[0][1] == ["allow_once", "allow_always", "reject_once"]
+    assert sorted(client.writes) == [
+        (str(workspace / "a.py"), "A = 2  # unsaved\n"),
+        (str(workspace / "b.py"), "from a import A\nB = A + 1\n"),
+    ]
+    assert str(workspace / "a.py") in client.reads
+    # The same preserved-thinking log as the LSP path, in the session's own folder.
+    (record,) = log_of(workspace, session.session_id)
+    assert record["command"] == "session/prompt" and record["prompt"] == "Set A to 2 and add b.py"
+    assert record["applied"] is True and record["thinking"] == "enabled"
+    assert reply.field_meta["glm"]["stats"] == record["stats"]
+    assert not (workspace / ".glm-lsp" / "thinking.jsonl").exists()  # the LSP's is untouched
+
+
+async def test_load_replays_the_reasoning_and_the_next_prompt_reuses_the_persisted_cache(
+    tiny_model_dir: Path, workspace: Path, tmp_path: Path
+) -> None:
+    first = write_replies(tmp_path / "one.json", [READ, EDIT_A, DONE])
+    client = RecordingClient(answers=["allow_always"])
+    async with acp_agent(client, acp_command(tiny_model_dir, first)) as (conn, _, _):
+        session = await conn.new_session(cwd=str(workspace), mcp_servers=[])
+        sid = session.session_id
+        await conn.prompt(session_id=sid, prompt=[text_block("Set A to 2")])
+    live_thoughts = client.thoughts()
+    assert (workspace / "a.py").read_text() == "A = 2\n"
+
+    second = write_replies(tmp_path / "two.json", [ANSWER])
+    later = RecordingClient()
+    async with acp_agent(later, acp_command(tiny_model_dir, second)) as (conn, _, _):
+        await conn.load_session(cwd=str(workspace), session_id=sid, mcp_servers=[])
+        replayed = list(later.updates)
+        later.updates.clear()
+        reply = await conn.prompt(session_id=sid, prompt=[text_block("What is A?")])
+    # The replay: the typed prompt, then each step's thought byte-exact, messages, tool calls.
+    kinds = [u.session_update for _, u in replayed]
+    assert kinds[0] == "user_message_chunk" and replayed[0][1].content.text == "Set A to 2"
+    thoughts = [u.content.text for _, u in replayed if u.session_update == "agent_thought_chunk"]
+    assert "".join(thoughts) == live_thoughts
+    record = log_of(workspace, sid)[0]
+    logged = [m["reasoning_content"] for m in record["messages"] if m["role"] == "assistant"]
+    assert thoughts == logged
+    assert [u.title for _, u in replayed if u.session_update == "tool_call"] == [
+        "Read a.py",
+        "Edit a.py",
+    ]
+    # "Always" was remembered for the session: no question in the new process either.
+    assert later.permissions == []
+    # A new process, and the prompt prefix came from the persisted KV cache.
+    stats = reply.field_meta["glm"]["stats"]
+    assert stats["reusedTokens"] > 0 and reply.usage.cached_read_tokens == stats["reusedTokens"]
+    assert later.messages() == "A is 2 now."
+    assert [r["turn"] for r in log_of(workspace, sid)] == [1, 2]
+
+
+async def test_rejected_edit_writes_nothing_and_the_model_hears_of_it(
+    tiny_model_dir: Path, workspace: Path, tmp_path: Path
+) -> None:
+    replies = write_replies(tmp_path / "r.json", [READ, EDIT_A, DONE, ANSWER])
+    client = RecordingClient(answers=["reject_once"])
+    async with acp_agent(client, acp_command(tiny_model_dir, replies)) as (conn, _, _):
+        session = await conn.new_session(cwd=str(workspace), mcp_servers=[])
+        sid = session.session_id
+        reply = await conn.prompt(session_id=sid, prompt=[text_block("Set A to 2")])
+        assert reply.field_meta["glm"]["applied"] is False
+        await conn.prompt(session_id=sid, prompt=[text_block("And now?")])
+    assert (workspace / "a.py").read_text() == "A = 1\n" and client.writes == []
+    second = log_of(workspace, sid)[1]["messages"][0]["content"]
+    assert "the user rejected the change to a.py" in second
+
+
+async def test_without_client_fs_the_edit_goes_to_disk_all_or_nothing(
+    tiny_model_dir: Path, workspace: Path, tmp_path: Path
+) -> None:
+    replies = write_replies(tmp_path / "r.json", [READ, EDIT_A, WRITE_B, DONE])
+    client = RecordingClient(answers=["allow_once"])
+    command = acp_command(tiny_model_dir, replies)
+    async with acp_agent(client, command, fs=False) as (conn, _, _):
+        session = await conn.new_session(cwd=str(workspace), mcp_servers=[])
+        await conn.prompt(session_id=session.session_id, prompt=[text_block("Set A to 2")])
+    assert client.reads == [] and client.writes == []
+    assert (workspace / "a.py").read_text() == "A = 2\n"
+    assert (workspace / "b.py").read_text() == "from a import A\nB = A + 1\n"
+
+
+async def test_cancel_stops_the_prompt_and_logs_nothing(
+    tiny_model_dir: Path, workspace: Path, tmp_path: Path
+) -> None:
+    long_reply = "Let me think this through. " * 400 + "</think>Done."
+    replies = write_replies(tmp_path / "r.json", [long_reply])
+    client = RecordingClient()
+    async with acp_agent(client, acp_command(tiny_model_dir, replies)) as (conn, _, _):
+        session = await conn.new_session(cwd=str(workspace), mcp_servers=[])
+        sid = session.session_id
+        task = asyncio.create_task(conn.prompt(session_id=sid, prompt=[text_block("Think")]))
+        for _ in range(600):  # bounded: until the first thought arrives
+            if client.of_kind("agent_thought_chunk"):
+                break
+            await asyncio.sleep(0.05)
+        assert client.of_kind("agent_thought_chunk"), "no thought chunk arrived"
+        loop = asyncio.get_running_loop()
+        asked = loop.time()
+        await conn.cancel(session_id=sid)
+        reply = await asyncio.wait_for(task, timeout=30)
+        print(f"cancel answered in {loop.time() - asked:.3f} s")
+    assert reply.stop_reason == "cancelled"
+    assert len(client.thoughts()) < len(long_reply) - 20
+    assert not (workspace / ".glm-lsp" / "sessions" / sid / "thinking.jsonl").exists()
+
+
+async def test_bad_requests_get_errors_that_name_the_field(
+    tiny_model_dir: Path, workspace: Path, tmp_path: Path
+) -> None:
+    replies = write_replies(tmp_path / "r.json", [])
+    client = RecordingClient()
+    async with acp_agent(client, acp_command(tiny_model_dir, replies)) as (conn, _, process):
+        with pytest.raises(RequestError) as unknown:
+            await conn.prompt(session_id="nope", prompt=[text_block("hi")])
+        assert "sessionId 'nope' is not open" in str(unknown.value)
+        with pytest.raises(RequestError) as escape:
+            await conn.load_session(cwd=str(workspace), session_id="../../etc", mcp_servers=[])
+        assert "is not a glm-lsp session id" in str(escape.value)
+        with pytest.raises(RequestError) as relative:
+            await conn.new_session(cwd="ws", mcp_servers=[])
+        assert "cwd 'ws' is not absolute" in str(relative.value)
+        session = await conn.new_session(cwd=str(workspace), mcp_servers=[])
+        with pytest.raises(RequestError) as mode:
+            await conn.set_session_mode(session_id=session.session_id, mode_id="turbo")
+        assert "modeId 'turbo' is not one of auto, think, fast" in str(mode.value)
+        with pytest.raises(RequestError) as empty:
+            await conn.prompt(session_id=session.session_id, prompt=[])
+        assert "prompt has no text" in str(empty.value)
+        assert process.returncode is None  # still serving
+        await conn.set_session_mode(session_id=session.session_id, mode_id="fast")
