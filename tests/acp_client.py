@@ -88,7 +88,11 @@ def write_replies(path: Path, replies: list[str]) -> Path:
 
 @asynccontextmanager
 async def acp_agent(client: RecordingClient, command: list[str], *, fs: bool = True):
-    async with spawn_agent_process(client, command[0], *command[1:]) as (conn, process):
+    # A loaded machine may need more than the SDK's 2 s to see the agent exit after stdin closes.
+    spawn = spawn_agent_process(
+        client, command[0], *command[1:], transport_kwargs={"shutdown_timeout": 20.0}
+    )
+    async with spawn as (conn, process):
         caps = ClientCapabilities(
             fs=FileSystemCapabilities(read_text_file=fs, write_text_file=fs), terminal=False
         )

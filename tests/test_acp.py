@@ -217,3 +217,50 @@ async def test_bad_requests_get_errors_that_name_the_field(
         assert "prompt has no text" in str(empty.value)
         assert process.returncode is None  # still serving
         await conn.set_session_mode(session_id=session.session_id, mode_id="fast")
+
+
+async def test_two_sessions_take_turns_and_each_reloads_its_own_cache(
+    tiny_model_dir: Path, workspace: Path, tmp_path: Path
+) -> None:
+    one, two = "First.</think>One.", "Second.</think>Two."
+    replies = write_replies(tmp_path / "r.json", [one, two, ANSWER])
+    client = RecordingClient()
+    async with acp_agent(client, acp_command(tiny_model_dir, replies)) as (conn, _, _):
+        x = (await conn.new_session(cwd=str(workspace), mcp_servers=[])).session_id
+        y = (await conn.new_session(cwd=str(workspace), mcp_servers=[])).session_id
+        first = await conn.prompt(session_id=x, prompt=[text_block("Hello from x")])
+        await conn.prompt(session_id=y, prompt=[text_block("Hello from y")])
+        again = await conn.prompt(session_id=x, prompt=[text_block("x again")])
+    before = first.field_meta["glm"]["stats"]
+    after = again.field_meta["glm"]["stats"]
+    # y's request took the memory; x's whole first turn came back from x's file, not recomputed.
+    assert after["reusedTokens"] >= before["promptTokens"] + before["generatedTokens"] - 1
+    assert [r["prompt"] for r in log_of(workspace, x)] == ["Hello from x", "x again"]
+    assert [r["prompt"] for r in log_of(workspace, y)] == ["Hello from y"]
+    assert (workspace / ".glm-lsp" / "sessions" / x / "kv-cache.safetensors").is_file()
+
+
+async def test_an_lsp_server_and_an_acp_session_share_a_workspace_undisturbed(
+    tiny_model_dir: Path, workspace: Path, tmp_path: Path
+) -> None:
+    from tests.lsp_wire import start_server
+
+    lsp = start_server(tmp_path, tiny_model_dir, workspace, ["The LSP answer."])
+    try:
+        replies = write_replies(tmp_path / "r.json", ["One.</think>One.", ANSWER])
+        client = RecordingClient()
+        async with acp_agent(client, acp_command(tiny_model_dir, replies)) as (conn, _, _):
+            sid = (await conn.new_session(cwd=str(workspace), mcp_servers=[])).session_id
+            first = await conn.prompt(session_id=sid, prompt=[text_block("Hello")])
+            answer = await asyncio.to_thread(
+                lsp.command, "glm.ask", {"uri": (workspace / "a.py").as_uri(), "question": "A?"}
+            )
+            assert answer["text"] == "The LSP answer." and answer["turn"] == 1
+            again = await conn.prompt(session_id=sid, prompt=[text_block("Again")])
+    finally:
+        lsp.close()
+    before = first.field_meta["glm"]["stats"]
+    assert again.field_meta["glm"]["stats"]["reusedTokens"] >= before["promptTokens"]
+    assert [r["turn"] for r in log_of(workspace, sid)] == [1, 2]
+    lsp_log = (workspace / ".glm-lsp" / "thinking.jsonl").read_text().splitlines()
+    assert [json.loads(line)["command"] for line in lsp_log] == ["glm.ask"]
