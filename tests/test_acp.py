@@ -264,3 +264,35 @@ async def test_an_lsp_server_and_an_acp_session_share_a_workspace_undisturbed(
     assert [r["turn"] for r in log_of(workspace, sid)] == [1, 2]
     lsp_log = (workspace / ".glm-lsp" / "thinking.jsonl").read_text().splitlines()
     assert [json.loads(line)["command"] for line in lsp_log] == ["glm.ask"]
+
+
+def test_malformed_json_is_answered_and_the_agent_keeps_serving(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    import subprocess
+
+    replies = write_replies(tmp_path / "r.json", [])
+    lines = [
+        b"{not json\n",
+        b'{"jsonrpc": "2.0", "id": 1, "method": "session/frobnicate", "params": {}}\n',
+        b'{"jsonrpc": "2.0", "id": 2, "method": "session/new", "params": {"cwd": 7}}\n',
+        b"[1, 2]\n",
+        b'"a string"\n',
+        b'{"jsonrpc": "2.0", "id": 4, "method": "session/prompt", "params": "x"}\n',
+        b'{"jsonrpc": "2.0", "id": 3, "method": "initialize", "params": {"protocolVersion": 1}}\n',
+    ]
+    done = subprocess.run(
+        acp_command(tiny_model_dir, replies),
+        input=b"".join(lines),
+        capture_output=True,
+        timeout=120,
+    )
+    answers = [json.loads(line) for line in done.stdout.splitlines()]
+    by_id = {a.get("id"): a for a in answers if a.get("id") is not None}
+    unanswerable = [a["error"]["code"] for a in answers if a.get("id") is None]
+    assert unanswerable == [-32700, -32600, -32600]  # not JSON, a batch, a scalar
+    assert by_id[1]["error"]["code"] == -32601
+    assert by_id[2]["error"]["code"] == -32602 and "cwd" in json.dumps(by_id[2]["error"])
+    assert by_id[4]["error"]["code"] == -32602
+    assert by_id[3]["result"]["protocolVersion"] == 1
+    assert done.returncode == 0
