@@ -6,6 +6,7 @@ its own "unsaved buffers" (else disk) and writes to disk as an editor that saves
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from contextlib import asynccontextmanager
@@ -16,10 +17,16 @@ from acp import PROTOCOL_VERSION, RequestError, spawn_agent_process
 from acp.schema import (
     AllowedOutcome,
     ClientCapabilities,
+    CreateTerminalResponse,
     DeniedOutcome,
     FileSystemCapabilities,
+    KillTerminalResponse,
     ReadTextFileResponse,
+    ReleaseTerminalResponse,
     RequestPermissionResponse,
+    TerminalExitStatus,
+    TerminalOutputResponse,
+    WaitForTerminalExitResponse,
     WriteTextFileResponse,
 )
 
@@ -32,6 +39,8 @@ class RecordingClient:
         self.buffers = dict(buffers or {})  # absolute path -> unsaved text
         self.reads: list[str] = []
         self.writes: list[tuple[str, str]] = []
+        self.terminals: dict[str, tuple[list[str], Any]] = {}  # id -> (argv, process)
+        self.released: list[str] = []
 
     def on_connect(self, conn: Any) -> None:
         self.conn = conn
@@ -63,6 +72,37 @@ class RecordingClient:
         Path(path).write_text(content, encoding="utf-8")  # the editor saves
         return WriteTextFileResponse()
 
+    # -- a terminal as an editor runs it: a real process, its output kept ----------------------
+    async def create_terminal(self, session_id: str, command: str, args=None, env=None, cwd=None,
+                              output_byte_limit=None, **_: Any) -> CreateTerminalResponse:  # fmt: skip
+        argv = [command, *(args or [])]
+        variables = {v.name: v.value for v in env or []}
+        process = await asyncio.create_subprocess_exec(
+            *argv, cwd=cwd, env=variables or None,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        terminal_id = f"term-{len(self.terminals) + 1}"
+        self.terminals[terminal_id] = (argv, process)
+        return CreateTerminalResponse(terminal_id=terminal_id)
+
+    async def wait_for_terminal_exit(self, session_id: str, terminal_id: str, **_: Any):
+        code = await self.terminals[terminal_id][1].wait()
+        return WaitForTerminalExitResponse(exit_code=code)
+
+    async def terminal_output(self, session_id: str, terminal_id: str, **_: Any):
+        process = self.terminals[terminal_id][1]
+        out = (await process.stdout.read()).decode() if process.returncode is not None else ""
+        status = TerminalExitStatus(exit_code=process.returncode)
+        return TerminalOutputResponse(output=out, truncated=False, exit_status=status)
+
+    async def kill_terminal(self, session_id: str, terminal_id: str, **_: Any):
+        self.terminals[terminal_id][1].kill()
+        return KillTerminalResponse()
+
+    async def release_terminal(self, session_id: str, terminal_id: str, **_: Any):
+        self.released.append(terminal_id)
+        return ReleaseTerminalResponse()
+
     # -- what the tests read -------------------------------------------------------------------
     def of_kind(self, kind: str) -> list[Any]:
         return [u for _, u in self.updates if u.session_update == kind]
@@ -87,14 +127,16 @@ def write_replies(path: Path, replies: list[str]) -> Path:
 
 
 @asynccontextmanager
-async def acp_agent(client: RecordingClient, command: list[str], *, fs: bool = True):
+async def acp_agent(
+    client: RecordingClient, command: list[str], *, fs: bool = True, terminal: bool = False
+):
     # A loaded machine may need more than the SDK's 2 s to see the agent exit after stdin closes.
     spawn = spawn_agent_process(
         client, command[0], *command[1:], transport_kwargs={"shutdown_timeout": 20.0}
     )
     async with spawn as (conn, process):
         caps = ClientCapabilities(
-            fs=FileSystemCapabilities(read_text_file=fs, write_text_file=fs), terminal=False
+            fs=FileSystemCapabilities(read_text_file=fs, write_text_file=fs), terminal=terminal
         )
         reply = await conn.initialize(protocol_version=PROTOCOL_VERSION, client_capabilities=caps)
         yield conn, reply, process

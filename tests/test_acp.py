@@ -11,6 +11,7 @@ import pytest
 from acp import RequestError, text_block
 
 from tests.acp_client import RecordingClient, acp_agent, acp_command, write_replies
+from tests.test_run_command import HAS_BWRAP
 
 pytestmark = pytest.mark.slow
 
@@ -296,3 +297,29 @@ def test_malformed_json_is_answered_and_the_agent_keeps_serving(
     assert by_id[4]["error"]["code"] == -32602
     assert by_id[3]["result"]["protocolVersion"] == 1
     assert done.returncode == 0
+
+
+@pytest.mark.skipif(not HAS_BWRAP, reason="bubblewrap is not installed")
+async def test_run_command_runs_sandboxed_in_the_clients_terminal_after_permission(
+    tiny_model_dir: Path, workspace: Path, tmp_path: Path
+) -> None:
+    run = (
+        "Check the value.</think><tool_call>run_command<arg_key>command</arg_key>"
+        "<arg_value>cat a.py && echo from-the-terminal</arg_value></tool_call>"
+    )
+    replies = write_replies(tmp_path / "r.json", [run, "Seen.</think>It printed A = 1."])
+    client = RecordingClient(answers=["allow_once"])
+    command = acp_command(tiny_model_dir, replies)
+    async with acp_agent(client, command, terminal=True) as (conn, _, _):
+        sid = (await conn.new_session(cwd=str(workspace), mcp_servers=[])).session_id
+        await conn.prompt(session_id=sid, prompt=[text_block("What does a.py print?")])
+    (tool_call, options) = client.permissions[0]
+    assert tool_call.title == "Run `cat a.py && echo from-the-terminal`" and "allow_once" in options
+    ((argv, _),) = client.terminals.values()
+    assert argv[0].endswith("bwrap") and argv[-1] == "cat a.py && echo from-the-terminal"
+    assert client.released == ["term-1"]
+    refs = [c for u in client.of_kind("tool_call_update") for c in u.content or []]
+    assert any(c.type == "terminal" and c.terminal_id == "term-1" for c in refs)
+    tool_result = log_of(workspace, sid)[0]["messages"][2]
+    assert tool_result["role"] == "tool"
+    assert tool_result["content"] == "exit code 0\nA = 1\nfrom-the-terminal\n"

@@ -261,8 +261,13 @@ class GlmAcpAgent:
             core = self._core(session)
             self.active.activate(core.backend)  # only this conversation's KV cache in memory
             bridge.turn = job.turn = core.log.next_turn()
-            ask = bridge.ask_command
-            return core.run(request, relay.sink, job.cancel, bridge.land, ask, relay.on_tool)
+            ask, runner = (
+                bridge.ask_command,
+                bridge.run_in_terminal if bridge.has_terminal else None,
+            )
+            return core.run(
+                request, relay.sink, job.cancel, bridge.land, ask, relay.on_tool, runner
+            )
 
         try:
             outcome = await self.worker.run(job, work)

@@ -13,10 +13,18 @@ import threading
 import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
 from typing import Any, TypeVar
 
-from acp import RequestError, start_tool_call, text_block, tool_content, update_tool_call
-from acp.schema import ClientCapabilities, PermissionOption, ToolCallUpdate
+from acp import (
+    RequestError,
+    start_tool_call,
+    text_block,
+    tool_content,
+    tool_terminal_ref,
+    update_tool_call,
+)
+from acp.schema import ClientCapabilities, EnvVariable, PermissionOption, ToolCallUpdate
 
 from glm_lsp import textfile
 from glm_lsp.acp import updates
@@ -24,6 +32,7 @@ from glm_lsp.acp.relay import UpdateRelay
 from glm_lsp.agent.edits import ChangeSet
 from glm_lsp.agent.landing import ApplyReport, Landing
 from glm_lsp.agent.permissions import ALLOW_ALWAYS, ALLOW_ONCE, DENY, always_label
+from glm_lsp.agent.process import HEAD_CHARS, TAIL_CHARS, Bounded, Finished
 from glm_lsp.core.disk_apply import remember_edit, write_to_disk
 from glm_lsp.runtime.base import BackendError, Cancelled
 
@@ -139,6 +148,72 @@ class ClientBridge:
             raise Cancelled()  # the client cancels open questions when the prompt is cancelled
         return outcome.option_id
 
+    # -- commands ------------------------------------------------------------------------------
+    @property
+    def has_terminal(self) -> bool:
+        return bool(self.caps.terminal)
+
+    def run_in_terminal(
+        self,
+        argv: list[str],
+        cwd: Path,
+        env: dict[str, str],
+        timeout: float,
+        cancel: threading.Event,
+        _on_output: Any,
+    ) -> Finished:
+        """run_command's (sandboxed) command line in the client's terminal, shown in the tool
+        call as it runs; killed on timeout or cancel, always released."""
+        sid, call_id = self.session_id, self.relay.running_tool
+
+        async def create() -> str:
+            await self.relay.barrier()
+            made = await self.conn.create_terminal(
+                session_id=sid,
+                command=argv[0],
+                args=list(argv[1:]),
+                cwd=str(cwd),
+                env=[EnvVariable(name=k, value=v) for k, v in env.items()],
+                output_byte_limit=4 * (HEAD_CHARS + TAIL_CHARS),
+            )
+            if call_id:
+                await self.relay.send(
+                    update_tool_call(call_id, content=[tool_terminal_ref(made.terminal_id)])
+                )
+            return made.terminal_id
+
+        terminal = self._call(create, WRITE_TIMEOUT_S)
+        timed_out = False
+        try:
+            try:
+                self._call(
+                    lambda: self.conn.wait_for_terminal_exit(session_id=sid, terminal_id=terminal),
+                    timeout,
+                )
+            except (TimeoutError, Cancelled) as stop:
+                timed_out = isinstance(stop, TimeoutError)
+                self._quietly(lambda: self.conn.kill_terminal(session_id=sid, terminal_id=terminal))
+                if not timed_out:
+                    raise
+            shown = self._call(
+                lambda: self.conn.terminal_output(session_id=sid, terminal_id=terminal),
+                WRITE_TIMEOUT_S,
+            )
+        finally:
+            self._quietly(lambda: self.conn.release_terminal(session_id=sid, terminal_id=terminal))
+        bounded = Bounded()
+        bounded.add(shown.output)
+        status = shown.exit_status
+        code = status.exit_code if status and status.exit_code is not None else -1
+        return Finished(code, bounded.text(), timed_out, bounded.dropped)
+
+    def _quietly(self, make: Callable[[], Awaitable[Any]]) -> None:
+        """A clean-up call whose failure changes nothing for the model (the client may have
+        ended the terminal itself); bounded, and never cancelled by the request's cancel."""
+        future = asyncio.run_coroutine_threadsafe(_awaited(make), self.loop)
+        with contextlib.suppress(Exception):
+            future.result(timeout=10)
+
     # -- edits ---------------------------------------------------------------------------------
     def land(self, changes: ChangeSet) -> ApplyReport:
         """Session.run's `apply`: ask (unless "always" was chosen), then write all or nothing."""
@@ -245,3 +320,7 @@ class ClientBridge:
                 content=None if applied else [tool_content(text_block(note))],
             )
         )
+
+
+async def _awaited(make: Callable[[], Awaitable[Any]]) -> Any:
+    return await make()

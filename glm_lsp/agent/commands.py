@@ -21,6 +21,9 @@ from glm_lsp.agent.shadow import Shadow
 from glm_lsp.config import Settings
 
 Sink = Callable[[str, str], None]
+# run_process's signature: (argv, cwd, env, timeout, cancel, on_output) -> Finished. A front-end
+# may run the (sandboxed) command line elsewhere, e.g. in an ACP client's terminal.
+Runner = Callable[..., Finished]
 
 
 class Streamed(str):
@@ -74,9 +77,11 @@ class CommandTool:
         sink: Sink,
         cancel: threading.Event,
         ask: Ask | None,
+        runner: Runner | None = None,
     ) -> None:
         self.root, self.settings, self.shadow = root, settings, shadow
         self.sink, self.cancel, self.ask = sink, cancel, ask
+        self.runner: Runner = runner or run_process
         self.permissions = Permissions(state_dir, settings.allowCommands)
 
     def run(self, command: str, timeout: int | None, overlay: Overlay) -> str:
@@ -132,7 +137,7 @@ class CommandTool:
                     return f"Error: not run: {exc}"
                 shadow.show_exposed("mount")
                 env["PWD"] = str(self.root)
-            return run_process(
+            return self.runner(
                 [*prefix, "/bin/sh", "-c", command],
                 cwd,
                 env,

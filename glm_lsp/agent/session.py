@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from glm_lsp.agent.commands import CommandTool
+from glm_lsp.agent.commands import CommandTool, Runner
 from glm_lsp.agent.edits import ChangeSet, Overlay
 from glm_lsp.agent.files import Buffers, ToolError, Workspace, digest
 from glm_lsp.agent.landing import ApplyReport, Landing
@@ -141,11 +141,13 @@ class Session:
         apply: ApplyEdits,
         ask: Ask | None = None,
         on_tool: OnTool | None = None,
+        runner: Runner | None = None,
     ) -> Outcome:
         """`ask` puts a command that allowCommands does not allow to the user (None: nobody);
-        `on_tool` sees each tool call start and finish (ACP shows them as tool calls)."""
+        `on_tool` sees each tool call start and finish (ACP shows them as tool calls); `runner`
+        runs a permitted command line instead of a local process (an ACP client's terminal)."""
         with self.lock:
-            return self._run(request, sink, cancel, apply, ask, on_tool)
+            return self._run(request, sink, cancel, apply, ask, on_tool, runner)
 
     def _run(
         self,
@@ -155,6 +157,7 @@ class Session:
         apply: ApplyEdits,
         ask: Ask | None,
         on_tool: OnTool | None,
+        runner: Runner | None,
     ) -> Outcome:
         s = self.settings
         records = self.log.records()
@@ -175,7 +178,7 @@ class Session:
             top_p=s.topP,
             verify_rounds=s.verifyRounds,
         )
-        commands = CommandTool(self.root, s, self.state_dir, self.shadow, sink, cancel, ask)
+        commands = CommandTool(self.root, s, self.state_dir, self.shadow, sink, cancel, ask, runner)
         toolbox = ToolBox(ws, self.index, overlay, commands)
         agent = Agent(
             self.backend, toolbox, overlay, options, sink, cancel, commands.verify, on_tool
