@@ -323,3 +323,36 @@ async def test_run_command_runs_sandboxed_in_the_clients_terminal_after_permissi
     tool_result = log_of(workspace, sid)[0]["messages"][2]
     assert tool_result["role"] == "tool"
     assert tool_result["content"] == "exit code 0\nA = 1\nfrom-the-terminal\n"
+
+
+async def test_a_plan_in_the_answer_becomes_a_plan_update(
+    tiny_model_dir: Path, workspace: Path, tmp_path: Path
+) -> None:
+    planned = (
+        "Two steps.</think>My plan:\n1. Read a.py\n2. Explain A\n"
+        "<tool_call>read_file<arg_key>path</arg_key><arg_value>a.py</arg_value></tool_call>"
+    )
+    replies = write_replies(tmp_path / "r.json", [planned, "Read.</think>A is 1."])
+    client = RecordingClient()
+    async with acp_agent(client, acp_command(tiny_model_dir, replies)) as (conn, _, _):
+        sid = (await conn.new_session(cwd=str(workspace), mcp_servers=[])).session_id
+        await conn.prompt(session_id=sid, prompt=[text_block("What is A?")])
+    (plan,) = client.of_kind("plan")
+    assert [(e.content, e.status) for e in plan.entries] == [
+        ("Read a.py", "pending"),
+        ("Explain A", "pending"),
+    ]
+    kinds = [u.session_update for _, u in client.updates]
+    assert kinds.index("plan") < kinds.index("tool_call")
+
+
+def test_plans_are_lists_of_two_or_more_and_checked_items_are_done() -> None:
+    from glm_lsp.acp.plan import parse_plan
+
+    assert parse_plan("1. only one step") is None
+    assert parse_plan("We have 2. options here") is None
+    entries = parse_plan("- [x] rename foo\n- [ ] update callers\n")
+    assert [(e.content, e.status) for e in entries] == [
+        ("rename foo", "completed"),
+        ("update callers", "pending"),
+    ]

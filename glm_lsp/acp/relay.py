@@ -12,9 +12,10 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from acp import update_agent_message_text, update_agent_thought_text, update_tool_call
+from acp import update_agent_message_text, update_agent_thought_text, update_plan, update_tool_call
 
 from glm_lsp.acp import updates
+from glm_lsp.acp.plan import parse_plan
 from glm_lsp.agent.loop import ToolEvent
 
 JOINED = {"reasoning": update_agent_thought_text, "content": update_agent_message_text}
@@ -29,6 +30,8 @@ class UpdateRelay:
         self.task = self.loop.create_task(self._send_all())
         self.running_tool: str | None = None  # the tool call a command's output belongs to
         self.output = ""
+        self.said = ""  # the answer text since the last plan check
+        self.plan: list[Any] | None = None
 
     # -- worker thread -------------------------------------------------------------------------
     def sink(self, kind: str, text: str) -> None:
@@ -55,15 +58,19 @@ class UpdateRelay:
                 batch.append(self.queue.get_nowait())
             for item in joined(batch):
                 if item is None:
+                    await self._plan_check()
                     return
                 await self._send_one(*item)
 
     async def _send_one(self, kind: str, payload: Any) -> None:
         if kind in JOINED:
             await self.send(JOINED[kind](payload))
+            if kind == "content":
+                self.said += payload
         elif kind == "tool":
             event: ToolEvent = payload
             if event.result is None:
+                await self._plan_check()  # the model's text before its first call may be a plan
                 self.output = ""
                 await self.send(updates.started(self.root, event))
             else:
@@ -75,6 +82,12 @@ class UpdateRelay:
             self.output = (self.output + text)[-OUTPUT_LIMIT:]
             block = updates.tool_content(updates.text_block(self.output))
             await self.send(update_tool_call(call_id, content=[block]))
+
+    async def _plan_check(self) -> None:
+        plan, self.said = parse_plan(self.said), ""
+        if plan is not None and plan != self.plan:
+            self.plan = plan
+            await self.send(update_plan(plan))
 
     async def barrier(self) -> None:
         """Returns once everything queued before it has been sent (event loop side)."""
