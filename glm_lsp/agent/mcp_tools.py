@@ -84,6 +84,7 @@ class McpServers:
             project = read_project_file(self.root)
         except McpConfigError as exc:
             notes.append(f"{PROJECT_FILE} was not used: {exc}")
+            log.warning("%s", notes[-1])
             return ()
         if project is None or project.digest in self._denied:
             return ()
@@ -106,6 +107,7 @@ class McpServers:
                 f"{PROJECT_FILE} was not used: it is not approved (run `glm-lsp mcp approve "
                 f"{self.root}` or `glm-lsp run --allow-mcp-json`, or accept the prompt)"
             )
+            log.warning("%s", notes[-1])
             return ()
         return project.servers
 
@@ -214,9 +216,10 @@ class McpServers:
             configured = {c.name: c for c in merge(servers(settings.mcpServers), self.extra)}
         except McpConfigError:
             configured = {}
+        conns = dict(self.connections)  # one copy: the worker may start a server meanwhile
         out = []
-        for name in sorted(set(configured) | set(self.connections)):
-            conn = self.connections.get(name)
+        for name in sorted(set(configured) | set(conns)):
+            conn = conns.get(name)
             config = conn.config if conn else configured[name]
             item: dict[str, Any] = {
                 "name": name,
