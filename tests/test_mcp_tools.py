@@ -443,3 +443,43 @@ def test_mcp_settings_as_flags() -> None:
     assert s.mcpAllowReadOnly is True and s.mcpTimeout == 5
     with pytest.raises(UsageError, match="--mcp-servers is not JSON"):
         settings_from(build_parser().parse_args(["run", ".", "x", "--mcp-servers", "{"]))
+
+
+def test_results_become_bounded_text_with_notes_for_images_and_resources() -> None:
+    from mcp_types import (
+        BlobResourceContents,
+        CallToolResult,
+        EmbeddedResource,
+        ImageContent,
+        ResourceLink,
+        TextContent,
+        TextResourceContents,
+    )
+
+    from glm_lsp.agent.mcp_format import result_text
+    from glm_lsp.agent.tools import MAX_CHARS
+
+    result = CallToolResult(
+        content=[
+            TextContent(type="text", text="hello"),
+            ImageContent(type="image", data="AAAA", mime_type="image/png"),
+            ResourceLink(type="resource_link", uri="file:///a.txt", name="a"),
+            EmbeddedResource(
+                type="resource", resource=TextResourceContents(uri="mem://n", text="inside")
+            ),
+            EmbeddedResource(
+                type="resource",
+                resource=BlobResourceContents(uri="mem://b", blob="AA==", mime_type="x/y"),
+            ),
+        ]
+    )
+    assert result_text("s__t", result) == (
+        "hello\n[image (image/png, about 3 bytes): not shown to the model]\n"
+        "[resource link: file:///a.txt (a)]\n[resource mem://n]\ninside\n"
+        "[resource mem://b (x/y): not shown to the model]"
+    )
+    long = CallToolResult(content=[TextContent(type="text", text="x" * (MAX_CHARS + 5))])
+    text = result_text("s__t", long)
+    assert text.endswith(f"\n[truncated: {MAX_CHARS} of {MAX_CHARS + 5} characters shown]")
+    failed = CallToolResult(content=[TextContent(type="text", text="no")], is_error=True)
+    assert result_text("s__t", failed) == "Error: s__t reported an error: no"
