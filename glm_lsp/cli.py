@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -10,12 +11,20 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from glm_lsp.agent.mcp_config import EXAMPLE
 from glm_lsp.config import Settings, SettingsError, kebab, validate
 from glm_lsp.errors import EXIT_BACKEND, EXIT_OK, EXIT_USAGE, UsageError
 
 
 def _parse_value(key: str, raw: str) -> Any:
     default = getattr(Settings(), key)
+    if key == "mcpServers":  # a JSON object, as in the settings file
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise SettingsError(
+                key, f"--mcp-servers is not JSON ({exc}); give e.g. {EXAMPLE}"
+            ) from None
     if key == "kvBits":
         return None if raw.lower() in ("none", "null", "0") else _int(key, raw)
     if isinstance(default, bool):
@@ -56,6 +65,15 @@ def add_setting_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = (
                 default=None,
                 help="run_command may run command lines matching this glob (repeatable)",
             )
+        elif f.name == "mcpAllow":  # a list too: one <server>__<tool> glob per flag
+            group.add_argument(
+                "--mcp-allow",
+                dest=f.name,
+                action="append",
+                metavar="PATTERN",
+                default=None,
+                help="MCP tools matching this <server>__<tool> glob are called without asking",
+            )
         elif isinstance(getattr(Settings(), f.name), bool):
             group.add_argument(
                 flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None
@@ -66,11 +84,11 @@ def add_setting_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = (
 
 def settings_from(args: argparse.Namespace, base: Settings | None = None) -> Settings:
     changes = {}
-    for f in fields(Settings):
-        raw = getattr(args, f.name, None)
-        if raw is not None:
-            changes[f.name] = _parse_value(f.name, raw) if isinstance(raw, str) else raw
-    try:
+    try:  # a flag that does not parse (--max-tokens x, --mcp-servers '{') is a usage error too
+        for f in fields(Settings):
+            raw = getattr(args, f.name, None)
+            if raw is not None:
+                changes[f.name] = _parse_value(f.name, raw) if isinstance(raw, str) else raw
         return (base or Settings()).merged(changes)
     except SettingsError as exc:
         raise UsageError(str(exc)) from None
@@ -152,6 +170,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return demo(args, settings_from(args))
 
 
+def _cmd_mcp(args: argparse.Namespace) -> int:
+    from glm_lsp.commands.mcp import mcp_command
+
+    return mcp_command(args)
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from glm_lsp.commands.export import export_command
 
@@ -210,8 +234,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --apply, ask per file and hunk on the terminal (y, n, a: rest of the file, "
         "q: leave the rest) and write only what you take",
     )
+    run.add_argument(
+        "--allow-mcp-json",
+        action="store_true",
+        help="approve the workspace's .mcp.json as it is now (remembered until it changes)",
+    )
     add_setting_flags(run, skip=("review",))
     run.set_defaults(func=_cmd_run)
+
+    from glm_lsp.commands import mcp as mcp_cmd
+
+    mcp = sub.add_parser("mcp", help="approve or revoke a workspace's .mcp.json")
+    mcp_cmd.add_arguments(mcp)
+    mcp.set_defaults(func=_cmd_mcp)
 
     undo = sub.add_parser("undo", help="revert the last applied edit if its files are unchanged")
     undo.add_argument("workspace")

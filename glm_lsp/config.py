@@ -44,6 +44,11 @@ class Settings:
     review: Literal["preview", "direct"] = "preview"  # preview: the editor asks before each file
     speculativeDecoding: bool = True  # prompt-lookup drafts, verified exactly
     draftTokens: int = 8  # the most tokens drafted per verification pass
+    # MCP servers ({"name": {"command", "args", "env"} | {"url", "headers"}}) and their calls.
+    mcpServers: dict[str, Any] = dataclasses.field(default_factory=dict)
+    mcpAllow: tuple[str, ...] = ()  # "<server>__<tool>" globs called without asking
+    mcpAllowReadOnly: bool = False  # tools the server marks readOnlyHint need no allow
+    mcpTimeout: int = 60  # seconds for a server to start or a call to answer
 
     def merged(self, changes: Mapping[str, Any]) -> Settings:
         """A copy with `changes` applied; raises SettingsError on the first bad key or value."""
@@ -70,10 +75,31 @@ _CHOICES: dict[str, tuple[Any, ...]] = {
     "sandbox": ("required", "off"),
     "review": ("preview", "direct"),
 }
-_BOOLS = ("preserveThinking", "persistKvCache", "allowNetwork", "speculativeDecoding")
-_POSITIVE_INTS = ("maxTokens", "contextLength", "maxSteps", "commandTimeout", "draftTokens")
+_BOOLS = (
+    "preserveThinking",
+    "persistKvCache",
+    "allowNetwork",
+    "speculativeDecoding",
+    "mcpAllowReadOnly",
+)
+_POSITIVE_INTS = (
+    "maxTokens",
+    "contextLength",
+    "maxSteps",
+    "commandTimeout",
+    "draftTokens",
+    "mcpTimeout",
+)
 # Settings that make commands run: a cloned repository must not be able to set them.
-RUN_KEYS = ("allowCommands", "verifyCommand", "sandbox", "allowNetwork")
+RUN_KEYS = (
+    "allowCommands",
+    "verifyCommand",
+    "sandbox",
+    "allowNetwork",
+    "mcpServers",
+    "mcpAllow",
+    "mcpAllowReadOnly",
+)
 _OPTIONAL_STRINGS = ("stateDir", "scriptedReplies")
 _RANGES = {"temperature": (0.0, 2.0), "topP": (0.0, 1.0)}
 
@@ -96,16 +122,24 @@ def validate(key: str, value: Any) -> Any:
         if not isinstance(value, bool):
             raise SettingsError(key, f"glm.{key} is {_show(value)}; accepted values: true, false")
         return value
-    if key == "allowCommands":
+    if key in ("allowCommands", "mcpAllow"):
         if not isinstance(value, (list, tuple)) or not all(
             isinstance(v, str) and v.strip() for v in value
         ):
+            example = '["pytest *", "npm test"]' if key == "allowCommands" else '["notes__*"]'
             raise SettingsError(
                 key,
                 f"glm.{key} is {_show(value)}; accepted values: a list of glob patterns "
-                'such as ["pytest *", "npm test"]',
+                f"such as {example}",
             )
         return tuple(v.strip() for v in value)
+    if key == "mcpServers":
+        from glm_lsp.agent.mcp_config import McpConfigError, check_setting
+
+        try:
+            return check_setting(value)
+        except McpConfigError as exc:
+            raise SettingsError(key, f"glm.{exc}") from None
     if key == "verifyCommand":
         if value is not None and not (isinstance(value, str) and value.strip()):
             raise SettingsError(

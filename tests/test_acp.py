@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -356,3 +357,33 @@ def test_plans_are_lists_of_two_or_more_and_checked_items_are_done() -> None:
         ("rename foo", "completed"),
         ("update callers", "pending"),
     ]
+
+
+async def test_the_clients_mcp_servers_become_tools_asked_through_the_client(
+    tiny_model_dir: Path, workspace: Path, tmp_path: Path
+) -> None:
+    from acp.schema import McpServerStdio
+
+    server = str(Path(__file__).with_name("mcp_test_server.py"))
+    call = (
+        "Store it.</think><tool_call>notes__remember<arg_key>text</arg_key>"
+        "<arg_value>hello</arg_value></tool_call>"
+    )
+    replies = write_replies(tmp_path / "r.json", [call, "Stored.</think>Done."])
+    client = RecordingClient(answers=["allow_once"])
+    async with acp_agent(client, acp_command(tiny_model_dir, replies)) as (conn, _, _):
+        with pytest.raises(RequestError) as bad:
+            await conn.new_session(
+                cwd=str(workspace),
+                mcp_servers=[McpServerStdio(name="bad name!", command="x", args=[], env=[])],
+            )
+        assert "mcpServers" in str(bad.value)
+        notes = McpServerStdio(name="notes", command=sys.executable, args=[server], env=[])
+        sid = (await conn.new_session(cwd=str(workspace), mcp_servers=[notes])).session_id
+        await conn.prompt(session_id=sid, prompt=[text_block("Remember hello")])
+    (tool_call, options) = client.permissions[0]
+    assert "notes__remember" in tool_call.title and options[0] == "allow_once"
+    result = log_of(workspace, sid)[0]["messages"][2]
+    assert result["role"] == "tool" and "remembered 'hello'" in result["content"]
+    (started,) = [u for u in client.of_kind("tool_call") if u.title.startswith("notes__")]
+    assert started.kind == "other"

@@ -37,6 +37,7 @@ from glm_lsp import __version__
 from glm_lsp.acp import updates
 from glm_lsp.acp.client_bridge import ClientBridge
 from glm_lsp.acp.relay import UpdateRelay
+from glm_lsp.agent import mcp_config
 from glm_lsp.agent.prompts import AgentRequest
 from glm_lsp.agent.session import Outcome, Session
 from glm_lsp.config import Settings
@@ -120,6 +121,7 @@ class AcpSession:
         self.meta, self.root, self.state_dir = meta, root, state_dir
         self.dir = session_dir(state_dir, meta.id)
         self.core: Session | None = None
+        self.mcp_servers: list[dict[str, Any]] = []  # the client's, from session/new or load
         self.bridge: ClientBridge | None = None  # the running prompt's, for buffer reads
         self.job: Job | None = None
 
@@ -188,21 +190,26 @@ class GlmAcpAgent:
 
     async def new_session(self, cwd: str, mcp_servers: list[Any] | None = None, **_: Any):
         root = workspace_root(cwd)
+        extra = client_mcp_servers(mcp_servers)
         state = self.state_dir(root)
         meta = create_session(state, root)
-        self.sessions[meta.id] = AcpSession(meta, root, state)
+        session = AcpSession(meta, root, state)
+        session.mcp_servers = extra
+        self.sessions[meta.id] = session
         return NewSessionResponse(session_id=meta.id, modes=modes(meta.mode))
 
     async def load_session(
         self, cwd: str, session_id: str, mcp_servers: list[Any] | None = None, **_: Any
     ) -> LoadSessionResponse:
         root = workspace_root(cwd)
+        extra = client_mcp_servers(mcp_servers)
         state = self.state_dir(root)
         try:
             meta = load_meta(state, session_id)
         except UnknownSession as exc:
             raise invalid(str(exc)) from None
         session = AcpSession(meta, root, state)
+        session.mcp_servers = extra
         for update in updates.replay(root, ThinkingLog(session.dir).records()):
             await self.conn.session_update(session_id=meta.id, update=update)
         self.sessions[meta.id] = session
@@ -261,12 +268,15 @@ class GlmAcpAgent:
             core = self._core(session)
             self.active.activate(core.backend)  # only this conversation's KV cache in memory
             bridge.turn = job.turn = core.log.next_turn()
-            ask, runner = (
-                bridge.ask_command,
-                bridge.run_in_terminal if bridge.has_terminal else None,
-            )
             return core.run(
-                request, relay.sink, job.cancel, bridge.land, ask, relay.on_tool, runner
+                request,
+                relay.sink,
+                job.cancel,
+                bridge.land,
+                bridge.ask_command,
+                prompt=bridge.ask_tool,
+                on_tool=relay.on_tool,
+                runner=bridge.run_in_terminal if bridge.has_terminal else None,
             )
 
         try:
@@ -294,6 +304,7 @@ class GlmAcpAgent:
                 buffers=session.buffer,
                 conversation_dir=session.dir,
             )
+            session.core.set_extra_mcp_servers(session.mcp_servers)  # checked at session/new
         return session.core
 
     async def cancel(self, session_id: str, **_: Any) -> None:
@@ -314,6 +325,20 @@ class GlmAcpAgent:
                 session.core.close()
         for workspace in self.workspaces.values():
             workspace.stop()
+
+
+def client_mcp_servers(given: list[Any] | None) -> list[dict[str, Any]]:
+    """The client's MCP servers (session/new, session/load) in ACP's wire shape, checked now so
+    a bad entry fails the request that brought it."""
+    entries = [
+        s.model_dump(by_alias=True, exclude_none=True) if hasattr(s, "model_dump") else s
+        for s in given or []
+    ]
+    try:
+        mcp_config.servers(entries, "acp")
+    except mcp_config.McpConfigError as exc:
+        raise invalid(f"mcpServers: {exc}") from None
+    return entries
 
 
 def prompt_text(blocks: list[Any]) -> str:

@@ -130,6 +130,22 @@ class ClientBridge:
         choice = self._permission(tool_call, options)
         return {"allow_once": ALLOW_ONCE, "allow_always": ALLOW_ALWAYS}.get(choice or "", DENY)
 
+    def ask_tool(self, message: str, always_label: str | None) -> str | None:
+        """An MCP tool call (or an unapproved .mcp.json) that the settings do not allow, as
+        session/request_permission; "always" only where the policy can remember it."""
+        call_id = self.relay.running_tool or f"mcp-{uuid.uuid4().hex[:12]}"
+        options = [PermissionOption(option_id="allow_once", name="Allow once", kind="allow_once")]
+        if always_label:
+            options.append(
+                PermissionOption(option_id="allow_always", name=always_label, kind="allow_always")
+            )
+        options.append(PermissionOption(option_id="reject_once", name="Reject", kind="reject_once"))
+        tool_call = ToolCallUpdate(
+            tool_call_id=call_id, title=message[:200], kind="other", status="pending"
+        )
+        choice = self._permission(tool_call, options)
+        return {"allow_once": ALLOW_ONCE, "allow_always": ALLOW_ALWAYS}.get(choice or "", DENY)
+
     def _permission(self, tool_call: ToolCallUpdate, options: list[PermissionOption]) -> str | None:
         """The chosen option id; None when the client cancelled the question."""
 

@@ -107,16 +107,19 @@ class Agent:
         cancel: threading.Event,
         verify: Callable[[Overlay], Verification | None] | None = None,
         on_tool: OnTool | None = None,
+        schemas: list[dict[str, Any]] | None = None,
     ) -> None:
+        """`schemas`: the request's tools (the built-in ones, then its MCP tools)."""
         self.backend, self.tools, self.overlay = backend, toolbox, overlay
         self.opt, self.sink, self.cancel = options, sink, cancel
         self.verify, self.on_tool = verify, on_tool
+        self.schemas = schemas if schemas is not None else TOOLS
 
     def _prompt(self, history: list[list[dict]], messages: list[dict]) -> str:
         flat = [m for turn in history for m in turn]
         return render_prompt(
             [{"role": "system", "content": SYSTEM_PROMPT}, *flat, *messages],
-            TOOLS,
+            self.schemas,
             clear_thinking=not self.opt.preserve_thinking,
             enable_thinking=self.opt.enable_thinking,
         )
@@ -239,7 +242,7 @@ class Agent:
     def _complete(
         self, prompt: str, history: list[list[dict]], messages: list[dict]
     ) -> tuple[End, str, Stats]:
-        parser = StreamParser(TOOLS, in_reasoning=self.opt.enable_thinking)
+        parser = StreamParser(self.schemas, in_reasoning=self.opt.enable_thinking)
 
         def emit(events: list) -> None:
             for event in events:
@@ -257,7 +260,7 @@ class Agent:
                 *(m for turn in history for m in turn),
                 *messages,
             ],
-            tools=TOOLS,
+            tools=self.schemas,
             enable_thinking=self.opt.enable_thinking,
             clear_thinking=not self.opt.preserve_thinking,
             max_tokens=self.opt.max_tokens,

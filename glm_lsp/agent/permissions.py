@@ -1,5 +1,6 @@
 """Which command lines run_command may run: allowCommands globs, the user's "always" answers, or a
-question to the user; with nobody to ask, nothing runs."""
+question to the user; with nobody to ask, nothing runs. MCP tool calls follow the same policy
+(ToolPermissions: mcpAllow globs on `<server>__<tool>`)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ log = logging.getLogger(__name__)
 ALLOW_ONCE, ALLOW_ALWAYS, DENY = "once", "always", "deny"
 # (command, first word) -> ALLOW_ONCE | ALLOW_ALWAYS | DENY; None: nobody can be asked.
 Ask = Callable[[str, str], "str | None"]
+# (message, label of the "always" action or None) -> ALLOW_ONCE | ALLOW_ALWAYS | DENY | None: a
+# question that is not a command line (an MCP tool call, a workspace's .mcp.json).
+Prompt = Callable[[str, "str | None"], "str | None"]
 # An "always allow pytest …" answer never covers a line that chains or redirects into more.
 SHELL_CONTROL = re.compile(r"[;&|`$<>(){}\n\\]")
 
@@ -34,16 +38,28 @@ class Permissions:
         self.path = state_dir / "permissions.json"
         self.patterns = tuple(patterns)
 
-    def remembered(self) -> list[str]:
+    key = "always"  # the list in permissions.json this policy remembers
+
+    def _data(self) -> dict:
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            return []
+            return {}
         except (OSError, ValueError) as exc:
             log.warning("ignoring unreadable %s: %s", self.path, exc)
-            return []
-        words = data.get("always") if isinstance(data, dict) else None
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def remembered(self) -> list[str]:
+        words = self._data().get(self.key)
         return [w for w in words if isinstance(w, str) and w] if isinstance(words, list) else []
+
+    def _save(self, words: list[str]) -> None:
+        data = {"v": 1, **self._data(), self.key: words}  # the other policy's list stays
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+        os.replace(tmp, self.path)
 
     def allowed(self, command: str) -> bool:
         line = command.strip()
@@ -57,10 +73,7 @@ class Permissions:
         word = first_word(command)
         if word and word not in words:
             words.append(word)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"v": 1, "always": words}, indent=1) + "\n", encoding="utf-8")
-        os.replace(tmp, self.path)
+        self._save(words)
 
     def check(self, command: str, ask: Ask | None) -> str | None:
         """None when the command may run, else the tool result explaining why it did not."""
@@ -80,3 +93,37 @@ class Permissions:
             f"when it matches the allowCommands setting (e.g. glm.allowCommands: [{example!r}], "
             f"flag --allow-command {example!r})"
         ).replace("'", '"')
+
+
+class ToolPermissions(Permissions):
+    """MCP tool calls: mcpAllow globs on `<server>__<tool>`, tools the server marks read-only
+    when mcpAllowReadOnly is on, the user's "always" answers, or a question."""
+
+    key = "mcpAlways"
+
+    def __init__(self, state_dir: Path, patterns: Sequence[str], allow_read_only: bool) -> None:
+        super().__init__(state_dir, patterns)
+        self.allow_read_only = allow_read_only
+
+    def check_tool(
+        self, name: str, read_only: bool, message: str, ask: Prompt | None
+    ) -> str | None:
+        """None when the call may go ahead, else the tool result explaining why it did not."""
+        if any(fnmatch.fnmatchcase(name, p) for p in self.patterns):
+            return None
+        if (read_only and self.allow_read_only) or name in self.remembered():
+            return None
+        answer = ask(message, f"Always allow `{name}`") if ask is not None else None
+        if answer == ALLOW_ALWAYS:
+            self._save([*self.remembered(), name])
+            return None
+        if answer == ALLOW_ONCE:
+            return None
+        if answer == DENY:
+            return f"Error: not called: the user denied this call of {name}; do not retry it"
+        server = name.split("__", 1)[0]
+        return (
+            f"Error: not called: the MCP tool {name} is not allowed and there is no one to ask. "
+            f'It runs when it matches the mcpAllow setting (e.g. glm.mcpAllow: ["{name}"] or '
+            f'["{server}__*"], flag --mcp-allow "{server}__*")'
+        )

@@ -36,6 +36,7 @@ class AgentRequest:
     changed: list[str] = field(default_factory=list)  # "modified src/a.py" since last request
     stale: list[str] = field(default_factory=list)  # files read earlier that changed since
     rejected: list[str] = field(default_factory=list)  # "the user rejected the change to a.py"
+    notes: list[str] = field(default_factory=list)  # MCP servers that could not start, ...
 
 
 _VERBS = {
@@ -83,6 +84,8 @@ def user_message(req: AgentRequest) -> str:
             "Files you read in earlier requests that changed since (re-read before editing): "
             + ", ".join(req.stale)
         )
+    if req.notes:
+        parts.append("Notes:\n" + "\n".join(f"- {n}" for n in req.notes))
     return "\n\n".join(parts)
 
 

@@ -17,11 +17,13 @@ from glm_lsp.agent.edits import ChangeSet, Overlay
 from glm_lsp.agent.files import Buffers, ToolError, Workspace, digest
 from glm_lsp.agent.landing import ApplyReport, Landing
 from glm_lsp.agent.loop import Agent, AgentResult, OnTool, Options, Sink
-from glm_lsp.agent.permissions import Ask
+from glm_lsp.agent.mcp_tools import McpServers, Snapshot
+from glm_lsp.agent.permissions import Ask, Prompt, ToolPermissions
 from glm_lsp.agent.prompts import COMMANDS, AgentRequest, resolve_thinking
 from glm_lsp.agent.shadow import OpenBuffers, Shadow
 from glm_lsp.agent.tools import ToolBox
 from glm_lsp.config import Settings
+from glm_lsp.glm.tool_schemas import TOOLS
 from glm_lsp.memory.thinking_log import ThinkingLog, new_record, prepare_state_dir
 from glm_lsp.runtime.base import Backend, Cancelled
 from glm_lsp.workspace import WorkspaceIndex
@@ -84,6 +86,14 @@ class Session:
         self.own_writes: dict[str, str | None] = {}  # path -> digest our applied edit left there
         self.lock = threading.Lock()
         self._shadow: Shadow | None = None  # made by the first command, kept for the session
+        self.mcp = McpServers(self.root, self.state_dir)  # started by the first request
+
+    def set_extra_mcp_servers(self, servers: Any) -> None:
+        """MCP servers a front end adds for this session (ACP `session/new` mcpServers: a list of
+        `{name, command, args, env}` or `{name, type: "http", url, headers}`, env and headers as
+        `{name, value}` lists or objects). Raises McpConfigError naming a bad entry. They are
+        started by the next request, beside the user's mcpServers (which win a name)."""
+        self.mcp.set_extra(servers)
 
     def shadow(self) -> Shadow:
         if self._shadow is None:
@@ -91,6 +101,7 @@ class Session:
         return self._shadow
 
     def close(self) -> None:
+        self.mcp.close()
         if self._shadow is not None:
             self._shadow.close()
             self._shadow = None
@@ -140,14 +151,16 @@ class Session:
         cancel: threading.Event,
         apply: ApplyEdits,
         ask: Ask | None = None,
+        prompt: Prompt | None = None,
         on_tool: OnTool | None = None,
         runner: Runner | None = None,
     ) -> Outcome:
-        """`ask` puts a command that allowCommands does not allow to the user (None: nobody);
+        """`ask` puts a command that allowCommands does not allow to the user, `prompt` an MCP
+        tool call mcpAllow does not allow and an unapproved .mcp.json (None: nobody);
         `on_tool` sees each tool call start and finish (ACP shows them as tool calls); `runner`
         runs a permitted command line instead of a local process (an ACP client's terminal)."""
         with self.lock:
-            return self._run(request, sink, cancel, apply, ask, on_tool, runner)
+            return self._run(request, sink, cancel, apply, ask, prompt, on_tool, runner)
 
     def _run(
         self,
@@ -156,6 +169,7 @@ class Session:
         cancel: threading.Event,
         apply: ApplyEdits,
         ask: Ask | None,
+        prompt: Prompt | None,
         on_tool: OnTool | None,
         runner: Runner | None,
     ) -> Outcome:
@@ -179,9 +193,26 @@ class Session:
             verify_rounds=s.verifyRounds,
         )
         commands = CommandTool(self.root, s, self.state_dir, self.shadow, sink, cancel, ask, runner)
-        toolbox = ToolBox(ws, self.index, overlay, commands)
+        snap = self.mcp.prepare(s, prompt, cancel)
+        mcp_log = mcp_record(snap, records)
+        request.notes = [*request.notes, *snap.notes, *mcp_log.get("notes", [])]
+        permissions = ToolPermissions(self.state_dir, s.mcpAllow, s.mcpAllowReadOnly)
+
+        def mcp_tool(name: str) -> Callable[[dict[str, Any]], str]:
+            return lambda args: self.mcp.call(snap, name, args, s, permissions, prompt, cancel)
+
+        extra = {name: mcp_tool(name) for name in snap.tools}
+        toolbox = ToolBox(ws, self.index, overlay, commands, extra)
         agent = Agent(
-            self.backend, toolbox, overlay, options, sink, cancel, commands.verify, on_tool
+            self.backend,
+            toolbox,
+            overlay,
+            options,
+            sink,
+            cancel,
+            verify=commands.verify,
+            on_tool=on_tool,
+            schemas=[*TOOLS, *snap.schemas],
         )
         history = [r["messages"] for r in records]
         result = agent.run(request, history, [int(r.get("turn", 0)) for r in records])
@@ -227,6 +258,8 @@ class Session:
             record["prompt"] = request.instruction
         if result.verification is not None:
             record["verification"] = result.verification.to_dict()
+        if mcp_log or snap.notes:
+            record["mcp"] = {**mcp_log, "notes": [*mcp_log.get("notes", []), *snap.notes]}
         if reason and not applied:
             record["failureReason"] = reason
         self.log.append(record)
@@ -249,6 +282,32 @@ class Session:
     def reset(self) -> str | None:
         with self.lock:
             return self.log.archive()
+
+
+def mcp_record(snap: Snapshot, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The log's `mcp` entry: the request's MCP tools and, when they differ from the previous
+    request's (the cached prompt prefix moved), what changed."""
+    previous = next((r["mcp"] for r in reversed(records) if isinstance(r.get("mcp"), dict)), {})
+    before, now = previous.get("digest"), snap.digest if snap.schemas else None
+    if now is None and before is None:
+        return {}
+    entry: dict[str, Any] = {"tools": sorted(snap.tools), "digest": now}
+    if now != before:
+        old = set(previous.get("tools") or ())
+        added, removed = sorted(set(snap.tools) - old), sorted(old - set(snap.tools))
+        entry["changed"] = {"added": added, "removed": removed}
+        what = "; ".join(
+            part
+            for part in (
+                f"added {', '.join(added)}" if added else "",
+                f"removed {', '.join(removed)}" if removed else "",
+            )
+            if part
+        )
+        entry["notes"] = [
+            f"The MCP tools changed since the previous request: {what or 'new schemas'}"
+        ]
+    return entry
 
 
 def rejected_notes(record: dict[str, Any] | None) -> list[str]:

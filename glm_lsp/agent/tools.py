@@ -7,7 +7,7 @@ a tool does touches the disk.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from glm_lsp import textfile
@@ -36,9 +36,13 @@ class ToolBox:
         index: WorkspaceIndex,
         overlay: Overlay,
         commands: CommandTool | None = None,
+        extra: Mapping[str, Callable[[dict[str, Any]], str]] | None = None,
     ) -> None:
+        """`extra`: more tools by name, each called with the arguments as one dict (MCP tools,
+        whose argument names are the server's)."""
         self.ws, self.index, self.overlay = workspace, index, overlay
         self.commands = commands
+        self.extra = dict(extra or {})
         self.reads: dict[str, str | None] = {}  # path -> hash of what the model saw first
         self._tools: dict[str, Callable[..., str]] = {
             "read_file": self.read_file,
@@ -54,8 +58,12 @@ class ToolBox:
 
     def run(self, name: str, arguments: dict[str, Any]) -> str:
         tool = self._tools.get(name)
+        if tool is None and name in self.extra:
+            call = self.extra[name]
+            tool = lambda **kw: call(kw)  # noqa: E731
         if tool is None:
-            return f"Error: there is no tool '{name}'; the tools are: {', '.join(self._tools)}"
+            known = ", ".join([*self._tools, *self.extra])
+            return f"Error: there is no tool '{name}'; the tools are: {known}"
         try:
             return tool(**arguments)
         except Cancelled:

@@ -71,6 +71,22 @@ def ask_on_terminal(command: str, _first: str) -> str | None:
     return "once" if answer in ("y", "yes") else "deny"
 
 
+def prompt_on_terminal(message: str, always: str | None) -> str | None:
+    """An MCP tool call or a .mcp.json: y (once), a (always), N; None when stdin is no terminal."""
+    if not sys.stdin.isatty():
+        return None
+    choices = "[y/a/N] (a: " + always + ")" if always else "[y/N]"
+    sys.stderr.write(f"\nglm-lsp: {message}\nAllow it? {choices} ")
+    sys.stderr.flush()
+    try:
+        answer = sys.stdin.readline().strip().lower()
+    except (OSError, ValueError):
+        return None
+    if answer in ("a", "always") and always:
+        return "always"
+    return "once" if answer in ("y", "yes") else "deny"
+
+
 def build_request(args: argparse.Namespace, root: Path) -> AgentRequest:
     request = AgentRequest(kind=args.kind, instruction=args.instruction)
     if args.file:
@@ -117,6 +133,10 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError("--review reviews what --apply writes; give both")
     if interactive and not (sys.stdin.isatty() and sys.stderr.isatty()):
         raise UsageError("--review asks on a terminal; stdin and stderr are not one")
+    if getattr(args, "allow_mcp_json", False):
+        from glm_lsp.commands.mcp import approve
+
+        print(f"glm-lsp: {approve(root)}", file=sys.stderr)
     backend = make_backend(settings, settings.state_dir(root))
     session = Session(root, settings, backend)
     request = build_request(args, root)
@@ -155,7 +175,9 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
 
     cancel = threading.Event()
     try:
-        outcome = session.run(request, StderrStream(), cancel, apply, ask_on_terminal)
+        outcome = session.run(
+            request, StderrStream(), cancel, apply, ask_on_terminal, prompt_on_terminal
+        )
     except (KeyboardInterrupt, Cancelled):
         cancel.set()
         print("\nglm-lsp: cancelled; nothing was written", file=sys.stderr)

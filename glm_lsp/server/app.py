@@ -499,6 +499,38 @@ class GlmServer(LanguageServer):
         title = answer.title if answer is not None else None
         return {"Allow once": ALLOW_ONCE, always: ALLOW_ALWAYS}.get(title or "", DENY)
 
+    async def ask_user(self, message: str, always: str | None) -> str:
+        """window/showMessageRequest for an MCP tool call or a workspace's .mcp.json."""
+        titles = ["Allow once", *([always] if always else []), "Deny"]
+        answer = await self.window_show_message_request_async(
+            lsp.ShowMessageRequestParams(
+                type=lsp.MessageType.Warning,
+                message=message,
+                actions=[lsp.MessageActionItem(title=t) for t in titles],
+            )
+        )
+        title = answer.title if answer is not None else None
+        return {"Allow once": ALLOW_ONCE, always: ALLOW_ALWAYS}.get(title or "", DENY)
+
+    def prompt_from_worker(self, loop: asyncio.AbstractEventLoop, job: Job):
+        """Session.run's `prompt`, run on the worker thread: waits for the user, or a cancel."""
+        from glm_lsp.runtime.base import Cancelled
+
+        def prompt(message: str, always: str | None) -> str | None:
+            future = asyncio.run_coroutine_threadsafe(self.ask_user(message, always), loop)
+            while True:
+                try:
+                    return future.result(timeout=0.1)
+                except TimeoutError:
+                    if job.cancel.is_set():
+                        future.cancel()
+                        raise Cancelled() from None
+                except Exception as exc:  # the client cannot show the question: nobody to ask
+                    log.info("window/showMessageRequest failed: %s", exc)
+                    return None
+
+        return prompt
+
     def ask_from_worker(self, loop: asyncio.AbstractEventLoop, job: Job):
         """Session.run's `ask`, run on the worker thread: waits for the user, or a cancel."""
         from glm_lsp.runtime.base import Cancelled

@@ -64,13 +64,14 @@ async def run_agent(ls: GlmServer, kind: str, args: tuple[Any, ...]) -> dict[str
     )
     apply = ls.apply_from_worker(loop, job, folder, f"{TITLES[kind]}: {request.instruction}"[:120])
     ask = ls.ask_from_worker(loop, job)
+    prompt = ls.prompt_from_worker(loop, job)
 
     def work() -> Outcome:
         if folder.session is None:  # the first request of a folder loads the model
             relay.sink("progress", "loading the model")
         session = folder.ensure_session(ls.settings)
         job.turn = session.log.next_turn()
-        return session.run(request, relay.sink, job.cancel, apply, ask)
+        return session.run(request, relay.sink, job.cancel, apply, ask, prompt)
 
     end_message = "cancelled"
     try:
@@ -142,7 +143,18 @@ async def status(ls: GlmServer, args: tuple[Any, ...]) -> dict[str, Any]:
         "queued": ls.worker.queued,
         "turns": len(records),
         "stats": stats,
+        "mcpServers": mcp_status(ls, folder),
     }
+
+
+def mcp_status(ls: GlmServer, folder: Folder) -> list[dict[str, Any]]:
+    """The folder's MCP servers, their state and tools (configured ones before the first
+    request started them)."""
+    if folder.session is not None:
+        return folder.session.mcp.status(ls.settings)
+    from glm_lsp.agent.mcp_tools import McpServers
+
+    return McpServers(folder.root, ls.settings.state_dir(folder.root)).status(ls.settings)
 
 
 async def thinking_show(ls: GlmServer, args: tuple[Any, ...]) -> list[dict[str, Any]]:

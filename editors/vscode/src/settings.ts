@@ -62,6 +62,19 @@ function nonNegativeInt(v: unknown): Check {
   return Number.isInteger(v) && (v as number) >= 0 ? ok(v) : bad('an integer >= 0');
 }
 
+/** `{"name": {command, args?, env?} | {url, headers?}}`; the server checks the rest and names it. */
+function mcpServers(v: unknown): Check {
+  const accepted = 'an object of servers such as {"notes": {"command": "python", "args": ["notes_server.py"]}}';
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return bad(accepted);
+  const entries = Object.values(v as Record<string, unknown>);
+  const valid = entries.every((e) => {
+    if (typeof e !== 'object' || e === null || Array.isArray(e)) return false;
+    const { command, url } = e as { command?: unknown; url?: unknown };
+    return (typeof command === 'string') !== (typeof url === 'string');
+  });
+  return valid ? ok(v) : bad(accepted);
+}
+
 function stringList(v: unknown): Check {
   return Array.isArray(v) && v.every((p) => typeof p === 'string' && p.trim() !== '')
     ? ok(v.map((p: string) => p.trim()))
@@ -103,6 +116,10 @@ const VALIDATORS = {
   review: oneOf('preview', 'direct'),
   speculativeDecoding: bool,
   draftTokens: positiveInt,
+  mcpServers,
+  mcpAllow: stringList,
+  mcpAllowReadOnly: bool,
+  mcpTimeout: positiveInt,
 } satisfies Record<string, Validator>;
 
 export type SettingKey = keyof typeof VALIDATORS;
@@ -118,11 +135,13 @@ export const CLIENT_KEYS = ['serverCommand', 'trace'] as const;
 export const RESTRICTED_KEYS = new Set<SettingKey>(['model', 'baseUrl', 'apiKeyEnv', 'stateDir', 'scriptedReplies']);
 
 /**
- * Settings that make commands run: only the user's own (global) value counts, trusted or not, so
+ * Settings that make commands or MCP servers run: only the user's own (global) value counts, trusted or not, so
  * a repository's .vscode/settings.json can never allow a command (package.json scopes them
  * `machine` as well).
  */
-export const USER_ONLY_KEYS = new Set<SettingKey>(['allowCommands', 'verifyCommand', 'sandbox', 'allowNetwork']);
+export const USER_ONLY_KEYS = new Set<SettingKey>([
+  'allowCommands', 'verifyCommand', 'sandbox', 'allowNetwork', 'mcpServers', 'mcpAllow', 'mcpAllowReadOnly',
+]);
 
 /** Settings whose string value is a path: `~` and `${workspaceFolder}` are expanded. */
 const PATH_KEYS = new Set<SettingKey>(['model', 'stateDir', 'scriptedReplies']);

@@ -28,6 +28,10 @@ local KNOWN = {
   review = true,
   speculativeDecoding = true,
   draftTokens = true,
+  mcpServers = true,
+  mcpAllow = true,
+  mcpAllowReadOnly = true,
+  mcpTimeout = true,
 }
 
 local function check_version()

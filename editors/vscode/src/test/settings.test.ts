@@ -27,6 +27,7 @@ describe('settings: keys', () => {
       'allowCommands', 'verifyCommand', 'verifyRounds', 'commandTimeout', 'sandbox', 'allowNetwork',
       'review',
       'speculativeDecoding', 'draftTokens',
+      'mcpServers', 'mcpAllow', 'mcpAllowReadOnly', 'mcpTimeout',
     ]);
   });
 
@@ -37,7 +38,9 @@ describe('settings: keys', () => {
       assert.equal(pkg.contributes.configuration.properties[`glm.${key}`].scope, 'machine', key);
       assert.ok(restricted.includes(`glm.${key}`), key);
     }
-    assert.deepEqual([...USER_ONLY_KEYS], ['allowCommands', 'verifyCommand', 'sandbox', 'allowNetwork']);
+    assert.deepEqual([...USER_ONLY_KEYS], [
+      'allowCommands', 'verifyCommand', 'sandbox', 'allowNetwork', 'mcpServers', 'mcpAllow', 'mcpAllowReadOnly',
+    ]);
   });
 
   it('matches the glm.* settings contributed in package.json', () => {
@@ -158,6 +161,23 @@ describe('settings: commands', () => {
     for (const trusted of [true, false]) {
       assert.deepEqual(toInitializationOptions(inspect, {}, trusted).options, { allowCommands: ['pytest *'] });
     }
+  });
+});
+
+describe('settings: MCP', () => {
+  it('validates the MCP settings and takes them from user settings only', () => {
+    const servers = { notes: { command: 'python', args: ['notes_server.py'] }, web: { url: 'http://127.0.0.1:8765/mcp' } };
+    const { options, errors } = toInitializationOptions(
+      inspectOf({ mcpServers: servers, mcpAllow: [' notes__* '], mcpAllowReadOnly: true, mcpTimeout: 30 }),
+    );
+    assert.deepEqual(errors, []);
+    assert.deepEqual(options, { mcpServers: servers, mcpAllow: ['notes__*'], mcpAllowReadOnly: true, mcpTimeout: 30 });
+    const bad = toInitializationOptions(inspectOf({ mcpServers: { a: { command: 'x', url: 'http://y' } }, mcpAllow: 'a__*', mcpTimeout: 0 }));
+    assert.deepEqual(bad.rejected, ['mcpServers', 'mcpAllow', 'mcpTimeout']);
+    const inspect = (key: string): Inspected =>
+      key === 'mcpServers' ? { workspaceValue: { evil: { command: 'sh' } } }
+        : key === 'mcpAllow' ? { workspaceFolderValue: ['*'] } : {};
+    assert.deepEqual(toInitializationOptions(inspect, {}, true).options, {});
   });
 });
 
