@@ -6,9 +6,10 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
+
+from attrs import fields
 
 from glm_lsp.config import Settings, SettingsError, kebab, validate
 from glm_lsp.errors import EXIT_BACKEND, EXIT_OK, EXIT_USAGE, UsageError
