@@ -6,10 +6,11 @@ from __future__ import annotations
 import fnmatch
 import json
 import logging
-import os
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+from glm_lsp import textfile
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +59,8 @@ class Permissions:
         if word and word not in words:
             words.append(word)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"v": 1, "always": words}, indent=1) + "\n", encoding="utf-8")
-        os.replace(tmp, self.path)
+        data = json.dumps({"v": 1, "always": words}, indent=1) + "\n"
+        textfile.atomic_write(self.path, data.encode("utf-8"), 0o600)  # private state, fsynced
 
     def check(self, command: str, ask: Ask | None) -> str | None:
         """None when the command may run, else the tool result explaining why it did not."""
