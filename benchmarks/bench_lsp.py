@@ -22,7 +22,7 @@ from lsprotocol import types as lsp
 from pygls.lsp.client import LanguageClient
 
 from benchmarks.common import FIXTURE, percentile, progress, tiny_model
-from glm_lsp.server.client_edits import fix_code_action_decoding
+from glm_lsp.server.client_edits import client_converter
 
 TIMEOUT = 120.0
 GAP_S = 0.03  # between rounds: spreads samples over the generation, as an editor spreads requests
@@ -30,8 +30,7 @@ GAP_S = 0.03  # between rounds: spreads samples over the generation, as an edito
 
 class Client:
     def __init__(self) -> None:
-        self.client = LanguageClient("glm-lsp-bench", "1")
-        fix_code_action_decoding(self.client.protocol._converter)
+        self.client = LanguageClient("glm-lsp-bench", "1", converter_factory=client_converter)
         self.streamed = 0
 
         @self.client.feature("glm/stream")
@@ -127,6 +126,7 @@ async def _run(root: Path, model: Path, script: Path, samples: int) -> dict[str,
             "generation_ended_before_sampling_did": finished_early,
         }
     finally:
+        # pygls has no public handle on the server process it started: see commands/demo.py.
         process = c.client._server
         if process is not None and process.returncode is None:
             try:

@@ -7,9 +7,10 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
+
+from attrs import fields
 
 from glm_lsp.agent.mcp_config import EXAMPLE
 from glm_lsp.config import Settings, SettingsError, kebab, validate

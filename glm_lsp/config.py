@@ -1,12 +1,20 @@
-"""Settings (the README's Settings): one typed object, validated with errors that name key and values."""
+"""Settings (the README's Settings): one typed attrs model, one line per setting.
+
+The wire converter (glm_lsp.wire) checks values against each field's type and constraints, so
+errors name the key and what it accepts; the JSON schema and the editors' checks derive from the
+same fields. Metadata says which settings let commands run (`run`) and which need a new backend.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+import attrs
+
+from glm_lsp.wire.constraints import Number, Text
+from glm_lsp.wire.converter import converter, describe, show, wire
 
 
 class SettingsError(ValueError):
@@ -17,45 +25,79 @@ class SettingsError(ValueError):
         self.key = key
 
 
-@dataclass(frozen=True)
+NonEmpty = Annotated[str, Text()]
+Path_ = Annotated[str, Text(describes="a path")]
+PositiveInt = Annotated[int, Number(1)]
+
+
+# Field metadata: `run` settings let commands run, so they count only from the user's own
+# configuration; `backend` settings need a new backend (and so a new session) when they change;
+# `accepts` gives the words errors and the schema use where the type alone says it badly.
+RUN = {"run": True}
+BACKEND = {"backend": True}
+
+
+@wire(forbid_extra=True)
+@attrs.frozen
 class Settings:
-    backend: Literal["mlx", "openai"] = "mlx"
-    model: str = "mlx-community/GLM-4.7-8bit-gs32"
-    baseUrl: str = "http://127.0.0.1:1234/v1"
-    apiKeyEnv: str = "GLM_LSP_API_KEY"
+    backend: Literal["mlx", "openai"] = attrs.field(default="mlx", metadata=BACKEND)
+    model: NonEmpty = attrs.field(default="mlx-community/GLM-4.7-8bit-gs32", metadata=BACKEND)
+    baseUrl: NonEmpty = attrs.field(default="http://127.0.0.1:1234/v1", metadata=BACKEND)
+    apiKeyEnv: NonEmpty = attrs.field(default="GLM_LSP_API_KEY", metadata=BACKEND)
     thinking: Literal["auto", "enabled", "disabled"] = "auto"
     preserveThinking: bool = True
-    temperature: float = 0.7
-    topP: float = 1.0
-    maxTokens: int = 4096
-    contextLength: int = 65536
-    kvBits: int | None = None
-    maxSteps: int = 24
-    stateDir: str | None = None
-    persistKvCache: bool = True
-    scriptedReplies: str | None = None
-    # run_command and verification; RUN_KEYS below count only from the user's own config.
-    allowCommands: tuple[str, ...] = ()
-    verifyCommand: str | None = None
-    verifyRounds: int = 2
-    commandTimeout: int = 300
-    sandbox: Literal["required", "off"] = "required"
-    allowNetwork: bool = False
-    review: Literal["preview", "direct"] = "preview"  # preview: the editor asks before each file
+    temperature: Annotated[float, Number(0.0, 2.0, whole=False)] = 0.7
+    topP: Annotated[float, Number(0.0, 1.0, whole=False)] = 1.0
+    maxTokens: PositiveInt = 4096
+    contextLength: PositiveInt = 65536
+    kvBits: Literal[4, 8] | None = attrs.field(default=None, metadata=BACKEND)
+    maxSteps: PositiveInt = 24
+    stateDir: Path_ | None = attrs.field(default=None, metadata=BACKEND)
+    persistKvCache: bool = attrs.field(default=True, metadata=BACKEND)
+    scriptedReplies: Path_ | None = attrs.field(default=None, metadata=BACKEND)
+    # run_command and verification: `run` settings count only from the user's own config.
+    allowCommands: tuple[Annotated[str, Text(strip=True)], ...] = attrs.field(
+        default=(),
+        metadata=RUN | {"accepts": 'a list of glob patterns such as ["pytest *", "npm test"]'},
+    )
+    verifyCommand: Annotated[str, Text(strip=True, describes="a command line")] | None = (
+        attrs.field(default=None, metadata=RUN)
+    )
+    verifyRounds: Annotated[int, Number(0)] = 2
+    commandTimeout: PositiveInt = 300
+    sandbox: Literal["required", "off"] = attrs.field(default="required", metadata=RUN)
+    allowNetwork: bool = attrs.field(default=False, metadata=RUN)
+    review: Literal["preview", "direct"] = "preview"  # preview: the editor asks per file
     speculativeDecoding: bool = True  # prompt-lookup drafts, verified exactly
-    draftTokens: int = 8  # the most tokens drafted per verification pass
-    # MCP servers ({"name": {"command", "args", "env"} | {"url", "headers"}}) and their calls.
-    mcpServers: dict[str, Any] = dataclasses.field(default_factory=dict)
-    mcpAllow: tuple[str, ...] = ()  # "<server>__<tool>" globs called without asking
-    mcpAllowReadOnly: bool = False  # tools the server marks readOnlyHint need no allow
-    mcpTimeout: int = 60  # seconds for a server to start or a call to answer
+    draftTokens: PositiveInt = 8  # the most tokens drafted per verification pass
+    # MCP servers ({"name": {"command", "args", "env"} | {"url", "headers"}}) and their calls;
+    # mcpServers is checked by agent/mcp_config (its messages show the shape users write).
+    mcpServers: dict[str, Any] = attrs.field(
+        factory=dict,
+        metadata=RUN
+        | {"accepts": 'an object of servers by name, e.g. {"notes": {"command": "x"}}'},
+    )
+    mcpAllow: tuple[Annotated[str, Text(strip=True)], ...] = attrs.field(
+        default=(), metadata=RUN | {"accepts": 'a list of glob patterns such as ["notes__*"]'}
+    )  # "<server>__<tool>" globs called without asking
+    mcpAllowReadOnly: bool = attrs.field(default=False, metadata=RUN)  # readOnlyHint tools
+    mcpTimeout: PositiveInt = 60  # seconds for a server to start or a call to answer
 
     def merged(self, changes: Mapping[str, Any]) -> Settings:
         """A copy with `changes` applied; raises SettingsError on the first bad key or value."""
-        values = {}
-        for key, value in changes.items():
-            values[key] = validate(key, value)
-        return dataclasses.replace(self, **values)
+        if not changes:
+            return self
+        if "mcpServers" in changes:
+            from glm_lsp.agent.mcp_config import McpConfigError, check_setting
+
+            try:
+                changes = {**changes, "mcpServers": check_setting(changes["mcpServers"])}
+            except McpConfigError as exc:
+                raise SettingsError("mcpServers", f"glm.{exc}") from None
+        try:
+            return converter.structure({**self.to_dict(), **changes}, Settings)
+        except Exception as exc:
+            raise settings_error(exc, changes) from None
 
     def state_dir(self, workspace: Path) -> Path:
         if self.stateDir:
@@ -64,122 +106,50 @@ class Settings:
         return workspace / ".glm-lsp"
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every setting by its wire name, values as held (allowCommands a tuple)."""
+        return attrs.asdict(self, recurse=False)
+
+    def changed(self) -> dict[str, Any]:
+        """The settings that differ from the defaults (command-line flags that were given)."""
+        defaults = Settings()
+        return {k: v for k, v in self.to_dict().items() if getattr(defaults, k) != v}
 
 
-KEYS = tuple(f.name for f in fields(Settings))
-_CHOICES: dict[str, tuple[Any, ...]] = {
-    "backend": ("mlx", "openai"),
-    "thinking": ("auto", "enabled", "disabled"),
-    "kvBits": (None, 4, 8),
-    "sandbox": ("required", "off"),
-    "review": ("preview", "direct"),
-}
-_BOOLS = (
-    "preserveThinking",
-    "persistKvCache",
-    "allowNetwork",
-    "speculativeDecoding",
-    "mcpAllowReadOnly",
-)
-_POSITIVE_INTS = (
-    "maxTokens",
-    "contextLength",
-    "maxSteps",
-    "commandTimeout",
-    "draftTokens",
-    "mcpTimeout",
-)
-# Settings that make commands run: a cloned repository must not be able to set them.
-RUN_KEYS = (
-    "allowCommands",
-    "verifyCommand",
-    "sandbox",
-    "allowNetwork",
-    "mcpServers",
-    "mcpAllow",
-    "mcpAllowReadOnly",
-)
-_OPTIONAL_STRINGS = ("stateDir", "scriptedReplies")
-_RANGES = {"temperature": (0.0, 2.0), "topP": (0.0, 1.0)}
+attrs.resolve_types(Settings)  # string annotations (PEP 563) to types, for describe()
+KEYS = tuple(a.name for a in attrs.fields(Settings))
+RUN_KEYS = tuple(a.name for a in attrs.fields(Settings) if a.metadata.get("run"))
+BACKEND_KEYS = tuple(a.name for a in attrs.fields(Settings) if a.metadata.get("backend"))
 
 
-def _show(value: Any) -> str:
-    return "null" if value is None else repr(value).replace("'", '"')
+def accepts(key: str) -> str:
+    field = attrs.fields_dict(Settings)[key]
+    return field.metadata.get("accepts") or describe(field.type)
+
+
+def settings_error(exc: Exception, changes: Mapping[str, Any]) -> SettingsError:
+    """The converter's first complaint, in the order the changes came, as one sentence."""
+    from glm_lsp.wire.converter import problems
+
+    order = {key: i for i, key in enumerate(changes)}
+    found: list[tuple[int, SettingsError]] = []
+    for problem in problems(exc, Settings):
+        for key in problem.extra:
+            message = f"unknown setting glm.{key}; known settings: {', '.join(KEYS)}"
+            found.append((order.get(key, len(order)), SettingsError(key, message)))
+        if problem.extra:
+            continue
+        key = problem.path.split(".")[0].split("[")[0]
+        value = changes.get(key)
+        message = f"glm.{key} is {show(value)}; accepted values: {accepts(key)}"
+        found.append((order.get(key, len(order)), SettingsError(key, message)))
+    if not found:
+        return SettingsError("glm", f"glm settings are not accepted: {exc}")
+    return min(found, key=lambda pair: pair[0])[1]
 
 
 def validate(key: str, value: Any) -> Any:
     """The value to store for `key`, or SettingsError naming the key and the accepted values."""
-    if key not in KEYS:
-        raise SettingsError(key, f"unknown setting glm.{key}; known settings: {', '.join(KEYS)}")
-    if key in _CHOICES:
-        choices = _CHOICES[key]
-        if isinstance(value, bool) or value not in choices:
-            accepted = ", ".join(_show(c) for c in choices)
-            raise SettingsError(key, f"glm.{key} is {_show(value)}; accepted values: {accepted}")
-        return value
-    if key in _BOOLS:
-        if not isinstance(value, bool):
-            raise SettingsError(key, f"glm.{key} is {_show(value)}; accepted values: true, false")
-        return value
-    if key in ("allowCommands", "mcpAllow"):
-        if not isinstance(value, (list, tuple)) or not all(
-            isinstance(v, str) and v.strip() for v in value
-        ):
-            example = '["pytest *", "npm test"]' if key == "allowCommands" else '["notes__*"]'
-            raise SettingsError(
-                key,
-                f"glm.{key} is {_show(value)}; accepted values: a list of glob patterns "
-                f"such as {example}",
-            )
-        return tuple(v.strip() for v in value)
-    if key == "mcpServers":
-        from glm_lsp.agent.mcp_config import McpConfigError, check_setting
-
-        try:
-            return check_setting(value)
-        except McpConfigError as exc:
-            raise SettingsError(key, f"glm.{exc}") from None
-    if key == "verifyCommand":
-        if value is not None and not (isinstance(value, str) and value.strip()):
-            raise SettingsError(
-                key, f"glm.{key} is {_show(value)}; accepted values: a command line or null"
-            )
-        return value.strip() if value else None
-    if key == "verifyRounds":
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise SettingsError(
-                key, f"glm.{key} is {_show(value)}; accepted values: a whole number >= 0"
-            )
-        return value
-    if key in _POSITIVE_INTS:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise SettingsError(
-                key, f"glm.{key} is {_show(value)}; accepted values: a whole number >= 1"
-            )
-        return value
-    if key in _RANGES:
-        low, high = _RANGES[key]
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not low <= value <= high
-        ):
-            raise SettingsError(
-                key, f"glm.{key} is {_show(value)}; accepted values: a number from {low} to {high}"
-            )
-        return float(value)
-    if key in _OPTIONAL_STRINGS:
-        if value is not None and not (isinstance(value, str) and value):
-            raise SettingsError(
-                key, f"glm.{key} is {_show(value)}; accepted values: a path or null"
-            )
-        return value
-    if not isinstance(value, str) or not value:
-        raise SettingsError(
-            key, f"glm.{key} is {_show(value)}; accepted values: a non-empty string"
-        )
-    return value
+    return getattr(Settings().merged({key: value}), key)
 
 
 def kebab(key: str) -> str:

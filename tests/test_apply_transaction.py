@@ -18,8 +18,9 @@ from glm_lsp import cli
 from glm_lsp.agent.edits import ApplyFailed, Overlay, apply_to_disk
 from glm_lsp.agent.files import Workspace
 from glm_lsp.agent.tools import ToolBox
+from glm_lsp.core.results import edit_changes
 from glm_lsp.glm.parse import tool_call_text
-from glm_lsp.server.commands import changes_of
+from glm_lsp.wire.converter import converter
 from glm_lsp.workspace import WorkspaceIndex
 
 FILES = {"a.txt": "alpha\n", "b.txt": "beta\n", "c.txt": "gamma\n", "README.md": "# hi\n"}
@@ -106,7 +107,7 @@ def test_sensitive_changes_are_marked_for_the_editor(root: Path) -> None:
         def uri(self, rel: str) -> str:
             return f"file:///ws/{rel}"
 
-    changes = changes_of(Folder(), box.overlay.change_set())  # type: ignore[arg-type]
+    changes = converter.unstructure(edit_changes(Folder(), box.overlay.change_set()))  # type: ignore[arg-type]
     by_uri = {c["uri"]: c for c in changes}
     assert by_uri["file:///ws/.github/workflows/ci.yml"]["sensitive"] is True
     assert "sensitive" not in by_uri["file:///ws/a.txt"]

@@ -19,6 +19,8 @@ from glm_lsp.agent.process import Finished, run_process
 from glm_lsp.agent.sandbox import Jail, Unavailable, wrap
 from glm_lsp.agent.shadow import Shadow
 from glm_lsp.config import Settings
+from glm_lsp.wire.converter import converter
+from glm_lsp.wire.records import Verification as VerificationShape
 
 Sink = Callable[[str, str], None]
 # run_process's signature: (argv, cwd, env, timeout, cancel, on_output) -> Finished. A front-end
@@ -48,8 +50,11 @@ class Verification:
     def passed(self) -> bool:
         return self.exit_code == 0
 
+    def wire(self) -> VerificationShape:
+        return VerificationShape(self.command, self.exit_code, self.summary)
+
     def to_dict(self) -> dict[str, Any]:
-        return {"command": self.command, "exitCode": self.exit_code, "summary": self.summary}
+        return converter.unstructure(self.wire())
 
 
 def summary_of(done: Finished, timeout: int) -> str:

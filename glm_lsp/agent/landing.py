@@ -14,6 +14,8 @@ from typing import Any
 
 from glm_lsp.agent.edits import ChangeSet, FileChange
 from glm_lsp.agent.files import digest
+from glm_lsp.wire.converter import converter
+from glm_lsp.wire.records import ChangeRecord, Hunks
 
 # workspace-relative path -> what the editor shows now (buffer, else disk), None when missing
 Current = Callable[[str], "str | None"]
@@ -30,11 +32,12 @@ class Landing:
     applied: bool
     hunks: tuple[int, int] | None = None  # (applied, total) when a file edit was partly taken
 
+    def record(self) -> ChangeRecord:
+        hunks = Hunks(*self.hunks) if self.hunks is not None else None
+        return ChangeRecord(self.path, self.kind, self.applied, hunks)
+
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"path": self.path, "kind": self.kind, "applied": self.applied}
-        if self.hunks is not None:
-            out["hunks"] = {"applied": self.hunks[0], "total": self.hunks[1]}
-        return out
+        return converter.unstructure(self.record())
 
     @property
     def partial(self) -> bool:

@@ -7,10 +7,11 @@ from __future__ import annotations
 import fnmatch
 import json
 import logging
-import os
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+from glm_lsp import textfile
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +58,8 @@ class Permissions:
     def _save(self, words: list[str]) -> None:
         data = {"v": 1, **self._data(), self.key: words}  # the other policy's list stays
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-        os.replace(tmp, self.path)
+        text = json.dumps(data, indent=1) + "\n"
+        textfile.atomic_write(self.path, text.encode("utf-8"), 0o600)  # private state, fsynced
 
     def allowed(self, command: str) -> bool:
         line = command.strip()

@@ -26,6 +26,7 @@ from glm_lsp.config import Settings
 from glm_lsp.glm.tool_schemas import TOOLS
 from glm_lsp.memory.thinking_log import ThinkingLog, new_record, prepare_state_dir
 from glm_lsp.runtime.base import Backend, Cancelled
+from glm_lsp.wire.records import Compacted
 from glm_lsp.workspace import WorkspaceIndex
 
 # Decides what happens to a request's edits: (applied, reason when not applied), or an
@@ -242,26 +243,22 @@ class Session:
             command=COMMANDS[request.kind],
             thinking="enabled" if thinking else "disabled",
             messages=result.messages,
-            stats=result.stats.to_dict(),
+            stats=result.stats,
             summary=summarize(result.text),
             reads=reads,
-            changes=[got.to_dict() for got in landings],
+            changes=[got.record() for got in landings],
             applied=applied,
+            reviewed=report.landings is not None,  # the user chose per file/hunk what landed
+            compacted=Compacted(result.compacted_turns) if result.compacted_turns else None,
+            stopped=result.stopped,
+            verification=result.verification.wire() if result.verification else None,
+            failure_reason=reason if reason and not applied else None,
+            # session/load replays what the user typed, not the wrapper around it
+            prompt=request.instruction if request.kind == "prompt" else None,
+            mcp={**mcp_log, "notes": [*mcp_log.get("notes", []), *snap.notes]}
+            if mcp_log or snap.notes
+            else None,
         )
-        if report.landings is not None:
-            record["reviewed"] = True  # the user chose per file/hunk what landed
-        if result.compacted_turns:
-            record["compacted"] = {"droppedTurns": result.compacted_turns}
-        if result.stopped:
-            record["stopped"] = result.stopped
-        if request.kind == "prompt":  # session/load replays what the user typed, not the wrapper
-            record["prompt"] = request.instruction
-        if result.verification is not None:
-            record["verification"] = result.verification.to_dict()
-        if mcp_log or snap.notes:
-            record["mcp"] = {**mcp_log, "notes": [*mcp_log.get("notes", []), *snap.notes]}
-        if reason and not applied:
-            record["failureReason"] = reason
         self.log.append(record)
         self.last_generation = self.index.generation
         if self.settings.persistKvCache:

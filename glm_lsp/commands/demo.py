@@ -20,7 +20,7 @@ from pygls.lsp.client import LanguageClient
 
 from glm_lsp.config import Settings, kebab
 from glm_lsp.errors import EXIT_BACKEND, EXIT_OK, UsageError
-from glm_lsp.server.client_edits import apply_workspace_edit, fix_code_action_decoding
+from glm_lsp.server.client_edits import apply_workspace_edit, client_converter
 
 # Package data, so `pip install glm-lsp` (or pipx) has the demo without the source tree.
 FIXTURE = Path(__file__).resolve().parents[1] / "demo_data"
@@ -80,8 +80,7 @@ class DemoClient:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.client = LanguageClient("glm-lsp-demo", "1")
-        fix_code_action_decoding(self.client.protocol._converter)
+        self.client = LanguageClient("glm-lsp-demo", "1", converter_factory=client_converter)
         self.kind = ""
         self.diff = ""
         c = self.client
@@ -214,6 +213,8 @@ async def drive(root: Path, server_cmd: list[str], timeout: float | None) -> int
         client.exit(None)
         return EXIT_OK
     finally:
+        # pygls has no public handle on the server process it started (only stop(), which
+        # waits without a limit): the demo waits 10 s, then terminates it.
         process = client._server
         if process is not None and process.returncode is None:
             try:

@@ -15,6 +15,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from glm_lsp.wire.converter import converter
+from glm_lsp.wire.records import ChangeRecord, LogRecord, Stats, now
+
 log = logging.getLogger(__name__)
 LOG_FILE = "thinking.jsonl"
 
@@ -146,16 +149,26 @@ def new_record(
     command: str,
     thinking: str,
     messages: list[dict[str, Any]],
-    stats: dict[str, Any],
-    **extra: Any,
+    stats: Stats | dict[str, Any],
+    summary: str = "",
+    reads: dict[str, str | None] | None = None,
+    changes: list[ChangeRecord] | None = None,
+    applied: bool = False,
+    **optional: Any,
 ) -> dict[str, Any]:
-    return {
-        "v": 1,
-        "turn": turn,
-        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": command,
-        "thinking": thinking,
-        "messages": messages,
-        "stats": stats,
-        **extra,
-    }
+    """One log line, shaped by the wire model LogRecord; `optional`: its fields with defaults."""
+    record = LogRecord(
+        v=1,
+        turn=turn,
+        time=now(),
+        command=command,
+        thinking=thinking,  # type: ignore[arg-type]
+        messages=messages,
+        stats=stats if isinstance(stats, Stats) else converter.structure(stats, Stats),
+        summary=summary,
+        reads=reads or {},
+        changes=changes or [],
+        applied=applied,
+        **optional,
+    )
+    return converter.unstructure(record)

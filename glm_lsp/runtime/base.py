@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from glm_lsp.wire.records import Stats  # the wire shape, defined once
 
 
 class BackendError(RuntimeError):
@@ -14,44 +16,6 @@ class BackendError(RuntimeError):
 
 class Cancelled(Exception):
     """The request was cancelled between two tokens."""
-
-
-@dataclass
-class Stats:
-    """the README's LSP commands: reusedTokens + prefilledTokens == promptTokens."""
-
-    promptTokens: int = 0
-    reusedTokens: int = 0
-    prefilledTokens: int = 0
-    generatedTokens: int = 0
-    ttftMs: float = 0.0
-    decodeTps: float = 0.0
-    draftTokens: int = 0  # speculative decoding: drafted tokens verified by the model
-    draftAcceptedTokens: int = 0  # of those, the ones it agreed with
-
-    def add(self, other: Stats) -> None:
-        """Sum over a request's completions; ttft stays the first completion's."""
-        first = self.promptTokens == 0 and self.generatedTokens == 0
-        decode_time = _decode_seconds(self) + _decode_seconds(other)
-        self.promptTokens += other.promptTokens
-        self.reusedTokens += other.reusedTokens
-        self.prefilledTokens += other.prefilledTokens
-        self.generatedTokens += other.generatedTokens
-        self.draftTokens += other.draftTokens
-        self.draftAcceptedTokens += other.draftAcceptedTokens
-        if first:
-            self.ttftMs = other.ttftMs
-        steps = max(self.generatedTokens - 1, 0)
-        self.decodeTps = round(steps / decode_time, 2) if decode_time > 0 else other.decodeTps
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _decode_seconds(s: Stats) -> float:
-    return (
-        (s.generatedTokens - 1) / s.decodeTps if s.decodeTps > 0 and s.generatedTokens > 1 else 0.0
-    )
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """The embedded MLX backend: one loaded model, one KV-cached conversation per workspace.
 
-Generation is mlx-lm's own `generate_step` (sampler, prefill chunks, KV quantisation); what this
+Generation is mlx-lm's own `stream_generate` (sampler, prefill chunks, KV quantisation, wired
+memory limit), or our exact prompt-lookup speculation (speculative.py); what this
 module adds is the conversation: the cache lives across completions, requests and restarts, and a
 prompt only prefills the tokens the model has never processed.
 """
@@ -13,12 +14,13 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import mlx.core as mx
 from mlx.utils import tree_flatten
-from mlx_lm.generate import generate_step
+from mlx_lm.generate import generation_stream, stream_generate, wired_limit
 from mlx_lm.models.cache import (
     load_prompt_cache,
     make_prompt_cache,
@@ -71,6 +73,8 @@ class MLXModel:
         self.stop_text = {vocab[t]: t for t in STOP_TOKENS if t in vocab}
         for eos in self.tokenizer.eos_token_ids or ():
             self.stop_text.setdefault(eos, self.tokenizer.decode([eos]))
+        # GLM-4.7 also stops on <|user|> and <|observation|>: stream_generate ends at eos ids.
+        self.tokenizer.eos_token_ids = set(self.stop_text)
 
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer.encode(text, add_special_tokens=False))
@@ -225,58 +229,37 @@ class MLXConversation:
 
         stats = Stats(promptTokens=plan.prompt_tokens, reusedTokens=plan.keep)
         stats.prefilledTokens = len(plan.new_tokens)
-        detokenizer = self.m.tokenizer.detokenizer
         generated: list[int] = []
         text, stop_text, first_at, finish = [], "", 0.0, "length"
         steps = None
         drafts = DraftStats()
-        sampler = make_sampler(request.temperature, request.top_p)
-        speculative = self.speculative
+        options: dict[str, Any] = {
+            "max_tokens": max_tokens,
+            "sampler": make_sampler(request.temperature, request.top_p),
+            "logits_processors": processors,
+            "kv_bits": self.kv_bits,
+            "kv_group_size": KV_GROUP_SIZE,
+            "prompt_progress_callback": check_cancel,
+        }
         try:
             check_cancel(0, 0)
-            if speculative:
+            if self.speculative:
                 self.lookup.sync(self.history.tokens + plan.new_tokens)
-                steps = speculative_generate_step(
-                    plan.new_tokens,
-                    self.m.model,
-                    cache,
-                    index=self.lookup,
-                    lengths=DraftLength(self.draft_tokens),
-                    max_tokens=max_tokens,
-                    sampler=sampler,
-                    logits_processors=processors,
-                    kv_bits=self.kv_bits,
-                    kv_group_size=KV_GROUP_SIZE,
-                    prompt_progress_callback=check_cancel,
-                    stop_tokens=set(self.m.stop_text),
-                    stats=drafts,
-                )
+                steps = self._speculative(plan.new_tokens, cache, drafts, options)
             else:
-                steps = generate_step(
-                    mx.array(plan.new_tokens),
-                    self.m.model,
-                    max_tokens=max_tokens,
-                    sampler=sampler,
-                    logits_processors=processors,
-                    prompt_cache=cache,
-                    kv_bits=self.kv_bits,
-                    kv_group_size=KV_GROUP_SIZE,
-                    quantized_kv_start=0,
-                    prompt_progress_callback=check_cancel,
-                )
-            for step in steps:
-                token = step if speculative else step[0]
-                if not generated:
-                    first_at = time.perf_counter()
-                    self.history.commit_prompt()
-                generated.append(token)
+                steps = self._plain(plan.new_tokens, cache, options)
+            for token, piece in steps:
+                if token is not None:
+                    if not generated:
+                        first_at = time.perf_counter()
+                        self.history.commit_prompt()
+                    generated.append(token)
+                if piece:
+                    text.append(piece)
+                    on_text(piece)
                 if token in self.m.stop_text:
                     stop_text, finish = self.m.stop_text[token], "stop"
                     break
-                detokenizer.add_token(token)
-                if piece := detokenizer.last_segment:
-                    text.append(piece)
-                    on_text(piece)
                 if cancel.is_set():
                     raise Cancelled()
         except BaseException:
@@ -290,10 +273,6 @@ class MLXConversation:
             # torn down later by the garbage collector on another one.
             if steps is not None:
                 steps.close()
-        detokenizer.finalize()
-        if piece := detokenizer.last_segment:
-            text.append(piece)
-            on_text(piece)
         raw = "".join(text)
         self.history.append(raw + stop_text, generated)
         self._trim_to_history()
@@ -306,6 +285,51 @@ class MLXConversation:
         if len(generated) > 1 and end > first_at:
             stats.decodeTps = round((len(generated) - 1) / (end - first_at), 2)
         return Completion(text=raw, stats=stats, finish_reason=finish)
+
+    def _plain(
+        self, prompt: list[int], cache: list[Any], options: dict[str, Any]
+    ) -> Iterator[tuple[int | None, str]]:
+        """mlx-lm's stream_generate: generate_step under wired_limit, detokenized, ending at a
+        stop token (the tokenizer's eos ids hold ours, see MLXModel)."""
+        for response in stream_generate(
+            self.m.model,
+            self.m.tokenizer,
+            prompt,
+            prompt_cache=cache,
+            quantized_kv_start=0,
+            **options,
+        ):
+            yield response.token, response.text
+
+    def _speculative(
+        self, prompt: list[int], cache: list[Any], drafts: DraftStats, options: dict[str, Any]
+    ) -> Iterator[tuple[int | None, str]]:
+        """Prompt-lookup drafts verified exactly (speculative.py). stream_generate speculates only
+        with a draft model, so this is its loop around our generator, under its wired_limit."""
+        detokenizer = self.m.tokenizer.detokenizer
+        steps = speculative_generate_step(
+            prompt,
+            self.m.model,
+            cache,
+            index=self.lookup,
+            lengths=DraftLength(self.draft_tokens),
+            stop_tokens=set(self.m.stop_text),
+            stats=drafts,
+            **options,
+        )
+        try:
+            with wired_limit(self.m.model, [generation_stream]):
+                for token in steps:
+                    if token in self.m.stop_text:
+                        detokenizer.finalize()
+                        yield token, detokenizer.last_segment
+                        return
+                    detokenizer.add_token(token)
+                    yield token, detokenizer.last_segment
+                detokenizer.finalize()
+                yield None, detokenizer.last_segment
+        finally:
+            steps.close()
 
     def _scripted_stop(self, reply: str) -> int:
         """After a tool call the model yields to the tools, otherwise it hands back to the user."""

@@ -6,10 +6,8 @@ import asyncio
 import hmac
 import inspect
 import logging
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 from lsprotocol import types as lsp
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcInvalidRequest
@@ -18,33 +16,17 @@ from pygls.protocol import LanguageServerProtocol
 from pygls.uris import to_fs_path
 
 from glm_lsp import __version__
-from glm_lsp.agent.edit_store import EditStore, StoredEdit
 from glm_lsp.agent.edits import ChangeSet, check_unchanged, confinement_problems
 from glm_lsp.agent.landing import ApplyReport, Landing, fully_landed, split
 from glm_lsp.agent.permissions import ALLOW_ALWAYS, ALLOW_ONCE, DENY, always_label
-from glm_lsp.agent.session import Session
 from glm_lsp.agent.undo import current_text
-from glm_lsp.config import RUN_KEYS, Settings, SettingsError, kebab
+from glm_lsp.config import Settings
+from glm_lsp.core.folder import Folder
+from glm_lsp.core.settings import SettingsState
 from glm_lsp.core.worker import Job, Worker
-from glm_lsp.runtime.factory import make_backend, retune
 from glm_lsp.server.lsp_edits import annotations, stale_open_docs, to_document_changes
-from glm_lsp.textfile import read_view
-from glm_lsp.workspace import WorkspaceIndex, WorkspaceWatcher
 
 log = logging.getLogger(__name__)
-
-# Settings that need a new backend (and so a new session) when they change.
-BACKEND_KEYS = (
-    "backend",
-    "model",
-    "baseUrl",
-    "apiKeyEnv",
-    "kvBits",
-    "stateDir",
-    "persistKvCache",
-    "scriptedReplies",
-)
-
 
 # How long the server waits for didChange/didOpen of a reviewed edit before judging what landed.
 LANDING_WAIT = 2.0
@@ -62,6 +44,10 @@ NOT_AUTHORIZED = (
 
 
 class GlmProtocol(LanguageServerProtocol):
+    """pygls has no public hook to answer a request it cannot structure, to refuse a connection,
+    or to cancel a handler it runs under a generator: this subclass is the one place that uses
+    JsonRPCProtocol's own `_send_response`, `_handle_cancel_notification` and `_server`."""
+
     # A TCP connection's secret; None on stdio, where the pipe belongs to the parent process.
     expected_token: str | None = None
     authenticated = False
@@ -147,153 +133,27 @@ def _same_token(presented: Any, expected: str) -> bool:
     return hmac.compare_digest(presented.encode("utf-8"), expected.encode("utf-8"))
 
 
-class Folder:
-    """One workspace folder: its index, watcher, and (once a request needs it) its session."""
+class LspDocuments:
+    """The core's OpenDocuments over pygls's workspace (didOpen/didChange)."""
 
-    def __init__(self, server: GlmServer, client_root: Path) -> None:
+    def __init__(self, server: GlmServer) -> None:
         self.server = server
-        self.client_root = client_root  # as the client spells it: URIs we send use this
-        self.root = client_root.resolve()
-        state = server.settings.state_dir(self.root).resolve()
-        excluded = {".git", ".glm-lsp"}
-        if self.root in state.parents:
-            excluded.add(state.relative_to(self.root).parts[0])
-        self.index = WorkspaceIndex(self.root, exclude_dirs=tuple(sorted(excluded)))
-        self.watcher: WorkspaceWatcher | None = None
-        self.session: Session | None = None
-        self.session_settings: Settings | None = None
-        self._edits: EditStore | None = None
-        self.last_stats: dict[str, Any] | None = None
 
-    def rel(self, path: Path) -> str | None:
-        for base in (self.client_root, self.root):
-            try:
-                return path.relative_to(base).as_posix()
-            except ValueError:
-                continue
+    def _docs(self) -> dict[str, Any]:
         try:
-            return path.resolve().relative_to(self.root).as_posix()
-        except (ValueError, OSError):
-            return None
+            return self.server.workspace.text_documents
+        except RuntimeError:  # before initialize there is no workspace, so no open buffers
+            return {}
 
-    def uri(self, rel: str) -> str:
-        return (self.client_root / rel).as_uri()
-
-    def open_doc(self, rel: str) -> tuple[str, int] | None:
-        """Text and version of an open buffer (safe to call from the worker thread)."""
-        docs = (
-            self.server.protocol._workspace.text_documents
-            if self.server.protocol._workspace
-            else {}
-        )
-        doc = docs.get(unquote(self.uri(rel)))
+    def get(self, uri: str) -> tuple[str, int] | None:
+        doc = self._docs().get(uri)
         if doc is None:
             return None
         return doc.source, doc.version if doc.version is not None else 0
 
-    def open_buffers(self) -> dict[str, str]:
-        """Text of every open buffer in this folder, by relative path (worker thread too)."""
-        docs = (
-            self.server.protocol._workspace.text_documents
-            if self.server.protocol._workspace
-            else {}
-        )
-        out: dict[str, str] = {}
-        for uri, doc in list(docs.items()):  # a copy: the event loop may open or close one now
-            path = to_fs_path(uri)
-            rel = self.rel(Path(path)) if path is not None else None
-            if rel and rel != "." and not rel.startswith("../"):
-                out[rel] = doc.source
-        return out
-
-    def read(self, rel: str) -> str | None:
-        opened = self.open_doc(rel)
-        if opened is not None:
-            return opened[0]
-        return read_view(self.root / rel)  # as the editor would show it
-
-    def remember(
-        self, report: ApplyReport, change_set: ChangeSet, label: str, turn: int | None
-    ) -> None:
-        """What landed becomes undoable; what did not is kept for glm.retry (when nothing landed,
-        the previous applied edit stays undoable)."""
-        landed = report.landed_set(change_set)
-        remainder = (
-            report.remainder
-            if report.remainder is not None
-            else (ChangeSet() if report.applied else change_set)
-        )
-        applied = StoredEdit(landed, label, turn) if landed else self.edits.applied
-        declined = StoredEdit(remainder, label, turn) if remainder else None
-        self.edits.set(applied=applied, declined=declined)
-
-    @property
-    def edits(self) -> EditStore:
-        """The last applied and declined edits, loaded from the state dir on first use."""
-        state = self.server.settings.state_dir(self.root)
-        if self._edits is None or self._edits.path.parent != state:
-            self._edits = EditStore(state)
-        return self._edits
-
-    def ensure_session(self, settings: Settings) -> Session:
-        """Called on the worker thread: scanning and loading a model take time."""
-        if self.session is not None and self.session_settings is not None:
-            old = self.session_settings
-            if all(getattr(old, k) == getattr(settings, k) for k in BACKEND_KEYS):
-                retune(self.session.backend, settings)  # speculativeDecoding, draftTokens
-                self.session.settings = settings
-                self.session_settings = settings
-                return self.session
-            self.session.backend.close()
-            self.session.close()
-            self.session = None
-        if self.watcher is None:
-            self.index.scan()
-            self.watcher = WorkspaceWatcher(self.index)
-            self.watcher.start()
-        backend = make_backend(settings, settings.state_dir(self.root))
-        self.session = Session(
-            self.root,
-            settings,
-            backend,
-            index=self.index,
-            buffers=self.open_doc,
-            open_buffers=self.open_buffers,
-        )
-        self.session_settings = settings
-        return self.session
-
-    def stop(self) -> None:
-        if self.watcher is not None:
-            self.watcher.stop()
-        if self.session is not None:
-            self.session.close()
-
-
-def lsp_settings(raw: Any) -> dict[str, Any]:
-    """The `glm` section, whether the client nests it under "glm" or sends it flat."""
-    if raw is None:
-        return {}
-    if not isinstance(raw, Mapping):
-        raise SettingsError("glm", "glm settings must be an object of settings")
-    if "glm" in raw and isinstance(raw["glm"], Mapping):
-        return dict(raw["glm"])
-    return dict(raw)
-
-
-def _norm(value: Any) -> Any:
-    return tuple(value) if isinstance(value, list) else value
-
-
-def refused_message(keys: list[str]) -> str:
-    names = ", ".join(f"glm.{k}" for k in keys)
-    flags = ", ".join(f"--{kebab(k)}" if k != "allowCommands" else "--allow-command" for k in keys)
-    return (
-        f"{names} ignored: settings that let commands run count only from your own "
-        "configuration, never a workspace's (VS Code: user settings; Neovim: your init.lua; "
-        f"other editors: initializationOptions, or the serve flags {flags}); "
-        "restart the server after changing them"
-    )
+    def texts(self) -> list[tuple[str, str]]:
+        # a copy: the event loop may open or close one while the worker thread reads
+        return [(uri, doc.source) for uri, doc in list(self._docs().items())]
 
 
 class GlmServer(LanguageServer):
@@ -304,11 +164,9 @@ class GlmServer(LanguageServer):
         # and a larger pool grows by a thread whenever a read is submitted before the last returns.
         super().__init__("glm-lsp", __version__, protocol_cls=GlmProtocol, max_workers=1)
         self.protocol.expected_token = token  # a TCP connection must present it (server/tcp.py)
-        # Command-line flags win over LSP settings (the README's Settings): keep only those given.
-        defaults = Settings()
-        self.flags = {k: v for k, v in flags.to_dict().items() if getattr(defaults, k) != v}
-        self.lsp_base = Settings()  # defaults + initializationOptions + didChangeConfiguration
-        self.settings = flags
+        # Command-line flags win over LSP settings (the README's Settings).
+        self.settings_state = SettingsState(flags)
+        self.documents = LspDocuments(self)
         self.folders: dict[Path, Folder] = {}
         self.worker = Worker()
         self.pending_messages: list[str] = []
@@ -320,34 +178,22 @@ class GlmServer(LanguageServer):
             super().report_server_error(error, source)
 
     # -- settings ------------------------------------------------------------------------------
+    @property
+    def settings(self) -> Settings:
+        return self.settings_state.effective
+
     def update_settings(self, raw: Any, *, from_workspace: bool = False) -> str | None:
-        """Apply LSP settings; on a bad value return the error and keep the old settings.
-        `from_workspace`: didChangeConfiguration, which may carry a repository's own settings,
-        so the settings that make commands run are refused there (returned as the message)."""
-        try:
-            changes = lsp_settings(raw)
-            refused = []
-            if from_workspace:
-                for key in RUN_KEYS:
-                    if key in changes and _norm(changes[key]) != _norm(getattr(self.lsp_base, key)):
-                        refused.append(key)
-                    changes.pop(key, None)
-            base = self.lsp_base.merged(changes)
-            effective = base.merged(self.flags)
-        except SettingsError as exc:
-            return str(exc)
-        self.lsp_base, self.settings = base, effective
-        if refused:
-            return refused_message(refused)
-        return None
+        """initializationOptions / didChangeConfiguration (`from_workspace`): core/settings.py."""
+        return self.settings_state.update(raw, from_workspace=from_workspace)
 
     def show_error(self, message: str) -> None:
         self.window_show_message(lsp.ShowMessageParams(type=lsp.MessageType.Error, message=message))
 
     # -- folders -------------------------------------------------------------------------------
     def folder_roots(self) -> list[Path]:
-        ws = self.protocol._workspace
-        if ws is None:
+        try:
+            ws = self.workspace
+        except RuntimeError:  # not initialized yet
             return []
         roots = [Path(to_fs_path(f.uri) or "") for f in ws.folders.values()]
         if not roots and ws.root_path:
@@ -370,7 +216,7 @@ class GlmServer(LanguageServer):
     def folder(self, root: Path) -> Folder:
         key = Path(root).absolute()
         if key not in self.folders:
-            self.folders[key] = Folder(self, key)
+            self.folders[key] = Folder(key, lambda: self.settings, self.documents)
         return self.folders[key]
 
     def default_folder(self) -> Folder | None:

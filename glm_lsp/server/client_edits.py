@@ -97,6 +97,15 @@ def apply_workspace_edit(edit: lsp.WorkspaceEdit, keep: Keep = _all) -> tuple[bo
     return True, None
 
 
+def client_converter() -> Any:
+    """A pygls client's converter (its `converter_factory`) with the CodeAction fix below."""
+    from pygls.protocol import default_converter
+
+    converter = default_converter()
+    fix_code_action_decoding(converter)
+    return converter
+
+
 def fix_code_action_decoding(converter: Any) -> None:
     """lsprotocol decodes any object with a "command" key as a Command, even a CodeAction whose
     command is an object; editors look at the type of that key, and so do the demo and tests."""

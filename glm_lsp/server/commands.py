@@ -1,4 +1,6 @@
-"""The glm.* commands of the README's LSP commands: agent requests on the worker, the rest on the loop."""
+"""The glm.* commands of the README's LSP commands over the core: agent requests on the worker,
+the rest on the loop. Arguments and results are the wire models; this adds LSP progress,
+streaming and JSON-RPC errors."""
 
 from __future__ import annotations
 
@@ -7,22 +9,25 @@ from typing import Any
 
 from pygls.exceptions import JsonRpcRequestCancelled, JsonRpcServerError
 
-from glm_lsp.agent.edits import ChangeSet
-from glm_lsp.agent.landing import Landing
 from glm_lsp.agent.session import Outcome
+from glm_lsp.core.folder import Folder
+from glm_lsp.core.requests import KINDS, arguments, build_request, folder_of
+from glm_lsp.core.results import agent_result, logged_stats, thinking_turns
 from glm_lsp.core.worker import Job
 from glm_lsp.memory.thinking_log import ThinkingLog
 from glm_lsp.runtime.base import BackendError, Cancelled
-from glm_lsp.server.app import Folder, GlmServer
+from glm_lsp.server.app import GlmServer
 from glm_lsp.server.jobs import Progress, StreamRelay
-from glm_lsp.server.requests import (
-    bad,
-    build_request,
-    check_arguments,
-    limit_field,
-    one_object,
-    resolve_uri,
+from glm_lsp.wire.commands import (
+    AnswerResult,
+    CancelResult,
+    EditResult,
+    McpServerStatus,
+    ResetResult,
+    StatusResult,
+    ThinkingTurn,
 )
+from glm_lsp.wire.converter import converter
 
 BACKEND_ERROR = -32001
 TITLES = {
@@ -33,28 +38,13 @@ TITLES = {
 }
 
 
-def changes_of(
-    folder: Folder, change_set: ChangeSet, landings: list[Landing] | None = None
-) -> list[dict[str, Any]]:
-    """The result's `changes`; `sensitive: true` marks a file that runs code on its own;
-    after a review, `applied` per change and `hunks` for a partly taken file."""
-    out = []
-    for i, c in enumerate(change_set.changes):
-        item: dict[str, Any] = {"uri": folder.uri(c.path), "kind": c.kind}
-        if c.sensitive:
-            item["sensitive"] = True
-        if landings is not None:
-            got = landings[i].to_dict()
-            item |= {k: v for k, v in got.items() if k in ("applied", "hunks")}
-        out.append(item)
-    return out
-
-
-async def run_agent(ls: GlmServer, kind: str, args: tuple[Any, ...]) -> dict[str, Any]:
-    command = f"glm.{kind}"
-    target = build_request(ls, command, kind, args)
+async def run_agent(
+    ls: GlmServer, command: str, args: tuple[Any, ...]
+) -> AnswerResult | EditResult:
+    kind = KINDS[command]
+    target = build_request(ls, command, args)
     folder, request = target.folder, target.request
-    job = Job(command, msg_id=ls.protocol._ctx_msg_id.get(None))
+    job = Job(command, msg_id=ls.protocol.msg_id)
     progress = Progress(ls, TITLES[kind])
     relay = StreamRelay(ls, job, progress)
     loop = asyncio.get_running_loop()
@@ -88,32 +78,8 @@ async def run_agent(ls: GlmServer, kind: str, args: tuple[Any, ...]) -> dict[str
     finally:
         relay.flush()
         progress.end(end_message)
-    result = outcome.result
-    folder.last_stats = result.stats.to_dict()
-    reply: dict[str, Any] = {"turn": outcome.turn, "stats": folder.last_stats}
-    if kind in ("explain", "ask"):
-        return {"text": result.text, "reasoning": list(result.reasoning), **reply}
-    reply |= {
-        "applied": outcome.applied,
-        "changes": changes_of(folder, result.changes, outcome.landings),
-        "summary": outcome.summary,
-    }
-    if result.verification is not None:
-        reply["verification"] = result.verification.to_dict()
-    if not outcome.applied:
-        reply["failureReason"] = outcome.failure_reason or (
-            "the model proposed no changes" if not result.changes else "not applied"
-        )
-    return reply
-
-
-def folder_of(ls: GlmServer, command: str, obj: dict[str, Any]) -> Folder:
-    check_arguments(ls, command, (obj,))
-    found = resolve_uri(ls, command, obj, required=False)
-    folder = found[0] if found else ls.default_folder()
-    if folder is None:
-        raise bad(command, "there is no workspace folder")
-    return folder
+    folder.last_stats = outcome.result.stats
+    return agent_result(folder, kind, outcome)
 
 
 def log_of(ls: GlmServer, folder: Folder) -> ThinkingLog:
@@ -122,29 +88,28 @@ def log_of(ls: GlmServer, folder: Folder) -> ThinkingLog:
     return ThinkingLog(ls.settings.state_dir(folder.root))
 
 
-async def cancel(ls: GlmServer, args: tuple[Any, ...]) -> dict[str, Any]:
-    one_object("glm.cancel", args)
+async def cancel(ls: GlmServer, command: str, args: tuple[Any, ...]) -> CancelResult:
+    arguments(command, args)
     jobs = ls.worker.jobs()
     for job in jobs:
         job.cancel.set()
-    return {"cancelled": len(jobs)}
+    return CancelResult(len(jobs))
 
 
-async def status(ls: GlmServer, args: tuple[Any, ...]) -> dict[str, Any]:
-    obj = one_object("glm.status", args)
-    folder = folder_of(ls, "glm.status", obj)
+async def status(ls: GlmServer, command: str, args: tuple[Any, ...]) -> StatusResult:
+    folder = folder_of(ls, command, arguments(command, args).uri)
     records = log_of(ls, folder).records()
-    stats = folder.last_stats or (records[-1].get("stats") if records else None)
+    stats = folder.last_stats or logged_stats(records[-1] if records else None)
     s = ls.settings
-    return {
-        "backend": s.backend,
-        "model": s.model,
-        "busy": ls.worker.busy,
-        "queued": ls.worker.queued,
-        "turns": len(records),
-        "stats": stats,
-        "mcpServers": mcp_status(ls, folder),
-    }
+    return StatusResult(
+        s.backend,
+        s.model,
+        ls.worker.busy,
+        ls.worker.queued,
+        len(records),
+        stats,
+        converter.structure(mcp_status(ls, folder), list[McpServerStatus]),
+    )
 
 
 def mcp_status(ls: GlmServer, folder: Folder) -> list[dict[str, Any]]:
@@ -157,35 +122,17 @@ def mcp_status(ls: GlmServer, folder: Folder) -> list[dict[str, Any]]:
     return McpServers(folder.root, ls.settings.state_dir(folder.root)).status(ls.settings)
 
 
-async def thinking_show(ls: GlmServer, args: tuple[Any, ...]) -> list[dict[str, Any]]:
-    obj = one_object("glm.thinking.show", args)
-    folder = folder_of(ls, "glm.thinking.show", obj)
-    limit = limit_field(obj)
-    records = log_of(ls, folder).records()
-    if limit is not None:
-        records = records[-limit:]
-    return [
-        {
-            "turn": r.get("turn"),
-            "command": r.get("command"),
-            "thinking": r.get("thinking"),
-            "reasoning": [
-                m["reasoning_content"]
-                for m in r.get("messages", [])
-                if m.get("role") == "assistant" and m.get("reasoning_content")
-            ],
-            "summary": r.get("summary", ""),
-        }
-        for r in records
-    ]
+async def thinking_show(ls: GlmServer, command: str, args: tuple[Any, ...]) -> list[ThinkingTurn]:
+    a = arguments(command, args)
+    folder = folder_of(ls, command, a.uri)
+    return thinking_turns(log_of(ls, folder).records(), a.limit)
 
 
-async def thinking_reset(ls: GlmServer, args: tuple[Any, ...]) -> dict[str, Any]:
-    obj = one_object("glm.thinking.reset", args)
-    folder = folder_of(ls, "glm.thinking.reset", obj)
+async def thinking_reset(ls: GlmServer, command: str, args: tuple[Any, ...]) -> ResetResult:
+    folder = folder_of(ls, command, arguments(command, args).uri)
     # Through the worker: a running request finishes (and logs) before the log moves aside.
-    job = Job("glm.thinking.reset")
+    job = Job(command)
     archived = await ls.worker.run(
         job, lambda: folder.session.reset() if folder.session else log_of(ls, folder).archive()
     )
-    return {"archived": archived}
+    return ResetResult(archived)

@@ -10,18 +10,18 @@ from typing import Any
 
 from glm_lsp.agent.rebase import rebase
 from glm_lsp.agent.undo import current_text, inverse, undo_problems
+from glm_lsp.core.requests import arguments, folder_of
+from glm_lsp.core.results import edit_changes
 from glm_lsp.server.app import GlmServer
-from glm_lsp.server.commands import changes_of, folder_of
-from glm_lsp.server.requests import one_object
+from glm_lsp.wire.commands import EditReply
 
 
-def _refused(reason: str) -> dict[str, Any]:
-    return {"applied": False, "changes": [], "failureReason": reason}
+def _refused(reason: str) -> EditReply:
+    return EditReply(applied=False, changes=[], failure_reason=reason)
 
 
-async def undo(ls: GlmServer, args: tuple[Any, ...]) -> dict[str, Any]:
-    obj = one_object("glm.undo", args)
-    folder = folder_of(ls, "glm.undo", obj)
+async def undo(ls: GlmServer, command: str, args: tuple[Any, ...]) -> EditReply:
+    folder = folder_of(ls, command, arguments(command, args).uri)
     store = folder.edits
     done = store.applied
     if done is None:
@@ -33,15 +33,15 @@ async def undo(ls: GlmServer, args: tuple[Any, ...]) -> dict[str, Any]:
     report = await ls.send_edit(folder, revert, "GLM: Undo")
     if report.applied:
         store.set(applied=None, declined=store.declined)
-    reply: dict[str, Any] = {"applied": report.applied, "changes": changes_of(folder, revert)}
-    if not report.applied:
-        reply["failureReason"] = report.reason
-    return reply
+    return EditReply(
+        applied=report.applied,
+        changes=edit_changes(folder, revert),
+        failure_reason=None if report.applied else report.reason,
+    )
 
 
-async def retry(ls: GlmServer, args: tuple[Any, ...]) -> dict[str, Any]:
-    obj = one_object("glm.retry", args)
-    folder = folder_of(ls, "glm.retry", obj)
+async def retry(ls: GlmServer, command: str, args: tuple[Any, ...]) -> EditReply:
+    folder = folder_of(ls, command, arguments(command, args).uri)
     store = folder.edits
     declined = store.declined
     if declined is None:
@@ -53,12 +53,10 @@ async def retry(ls: GlmServer, args: tuple[Any, ...]) -> dict[str, Any]:
         return _refused("not retried: " + "; ".join(problems) + "; run the request again")
     # The agent's edit again: reviewed like the first time
     report = await ls.send_edit(folder, rebased, declined.label, review=True)
-    reply: dict[str, Any] = {
-        "applied": report.applied,
-        "changes": changes_of(folder, rebased, report.landings),
-        "turn": declined.turn,
-    }
     folder.remember(report, rebased, declined.label, declined.turn)
-    if not report.applied:
-        reply["failureReason"] = report.reason
-    return reply
+    return EditReply(
+        applied=report.applied,
+        changes=edit_changes(folder, rebased, report.landings),
+        turn=declined.turn,
+        failure_reason=None if report.applied else report.reason,
+    )

@@ -5,18 +5,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from lsprotocol import types as lsp
+from lsprotocol.converters import get_converter
+from pygls.exceptions import JsonRpcInvalidParams
 from pygls.uris import to_fs_path
 
+from glm_lsp.core.requests import KINDS, BadArguments, Span, accepted_document, widen
 from glm_lsp.server import commands, edit_commands
 from glm_lsp.server.app import GlmServer
-from glm_lsp.server.requests import accepted_document, widen
+from glm_lsp.wire.converter import converter
 
 log = logging.getLogger(__name__)
 EXPLAIN_KIND = "source.glm.explain"
+LSP_CONVERTER = get_converter()  # lsprotocol's public converter, for LSP types in arguments
 ACTION_KINDS = [lsp.CodeActionKind.QuickFix, lsp.CodeActionKind.RefactorRewrite, EXPLAIN_KIND]
 
 
@@ -63,19 +68,17 @@ def register(server: GlmServer) -> None:
     def code_action(ls: GlmServer, params: lsp.CodeActionParams) -> list[lsp.CodeAction]:
         return code_actions(ls, params)
 
-    agent_commands = {"glm.explain": "explain", "glm.refactor": "refactor", "glm.fix": "fix"}
-    agent_commands["glm.ask"] = "ask"
-    for name, kind in agent_commands.items():
-        server.command(name)(_agent_command(kind))
-    for name, fn in {
+    handlers = {name: commands.run_agent for name in KINDS}
+    handlers |= {
         "glm.cancel": commands.cancel,
         "glm.status": commands.status,
         "glm.thinking.show": commands.thinking_show,
         "glm.thinking.reset": commands.thinking_reset,
         "glm.undo": edit_commands.undo,
         "glm.retry": edit_commands.retry,
-    }.items():
-        server.command(name)(_plain_command(fn))
+    }
+    for name, fn in handlers.items():
+        server.command(name)(_command(name, fn))
 
 
 def _can_register_watchers(ls: GlmServer) -> bool:
@@ -101,16 +104,15 @@ async def _register_watchers(ls: GlmServer) -> None:
         log.info("client refused didChangeWatchedFiles registration: %s", exc)
 
 
-def _agent_command(kind: str):
-    async def handler(ls, *args):  # untyped: pygls passes raw JSON values through *args
-        return await commands.run_agent(ls, kind, args)
+def _command(name: str, fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """The core's BadArguments as InvalidParams; the typed result as JSON (the one converter)."""
 
-    return handler
-
-
-def _plain_command(fn):
-    async def handler(ls, *args):
-        return await fn(ls, args)
+    async def handler(ls: GlmServer, *args: Any) -> Any:  # pygls passes raw JSON values
+        try:
+            result = await fn(ls, name, args)
+        except BadArguments as exc:
+            raise JsonRpcInvalidParams(str(exc)) from None
+        return converter.unstructure(result)
 
     return handler
 
@@ -121,15 +123,17 @@ def _wanted(kind: str, only: list[str] | None) -> bool:
 
 def code_actions(ls: GlmServer, params: lsp.CodeActionParams) -> list[lsp.CodeAction]:
     uri = params.text_document.uri
-    found = accepted_document(ls, "codeAction", uri)
+    found = accepted_document(ls, uri)
     if found is None:  # untitled:, a notebook cell, another host, outside the folders
         return []
     folder, rel = found
-    rng: lsp.Range | None = params.range
+    r = params.range
+    span: Span | None = Span((r.start.line, r.start.character), (r.end.line, r.end.character))
     text = folder.read(rel)
     if text is not None:
-        rng, _symbol = widen(folder, rel, text, rng)
-    arg: dict[str, Any] = {"uri": uri, "range": ls.protocol._converter.unstructure(rng)}
+        span, _symbol = widen(folder, rel, text, span)
+    assert span is not None
+    arg: dict[str, Any] = {"uri": uri, "range": _range(span)}
     only = [str(k) for k in params.context.only] if params.context.only else None
     actions = []
     if _wanted(EXPLAIN_KIND, only):
@@ -140,9 +144,7 @@ def code_actions(ls: GlmServer, params: lsp.CodeActionParams) -> list[lsp.CodeAc
         )
     diagnostics = params.context.diagnostics
     if diagnostics and _wanted(lsp.CodeActionKind.QuickFix, only):
-        fix_arg = arg | {
-            "diagnostics": [ls.protocol._converter.unstructure(d) for d in diagnostics]
-        }
+        fix_arg = arg | {"diagnostics": [LSP_CONVERTER.unstructure(d) for d in diagnostics]}
         action = _action("GLM: Fix", lsp.CodeActionKind.QuickFix, "glm.fix", fix_arg)
         action.diagnostics = list(diagnostics)
         actions.append(action)
@@ -153,3 +155,8 @@ def _action(title: str, kind: str, command: str, arg: dict[str, Any]) -> lsp.Cod
     return lsp.CodeAction(
         title=title, kind=kind, command=lsp.Command(title=title, command=command, arguments=[arg])
     )
+
+
+def _range(span: Span) -> dict[str, Any]:
+    (l1, c1), (l2, c2) = span.start, span.end
+    return {"start": {"line": l1, "character": c1}, "end": {"line": l2, "character": c2}}

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 from lsprotocol import types as lsp
 
 from glm_lsp.core.worker import Job
+from glm_lsp.wire.commands import STREAM_METHOD, StreamNotification
+from glm_lsp.wire.converter import converter
 
 if TYPE_CHECKING:
     from glm_lsp.server.app import GlmServer
@@ -57,9 +59,8 @@ class StreamRelay:
             self.timer = None
         if self.parts:
             text, self.parts = "".join(self.parts), []
-            self.server.protocol.notify(
-                "glm/stream", {"turn": self.job.turn, "kind": self.kind, "text": text}
-            )
+            note = StreamNotification(self.job.turn, self.kind, text)  # type: ignore[arg-type]
+            self.server.protocol.notify(STREAM_METHOD, converter.unstructure(note))
 
 
 class Progress:

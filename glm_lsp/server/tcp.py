@@ -20,7 +20,6 @@ import secrets
 import signal
 import stat
 import sys
-import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from pathlib import Path
 
 from pygls.io_ import run_async
 
+from glm_lsp import textfile
 from glm_lsp.config import Settings
 from glm_lsp.errors import UsageError
 from glm_lsp.server.app import GlmServer
@@ -103,18 +103,10 @@ def runtime_dir() -> Path:
 
 
 def write_generated_token(value: str, port: int) -> Path:
-    """Writes the token to a 0600 file (mkstemp, then an atomic rename: no symlink is followed)."""
-    folder = runtime_dir()
-    target = folder / f"tcp-{port}.token"
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".token-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(value + "\n")
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """Writes the token to a 0600 file (the one atomic writer: mkstemp, then a rename, so no
+    symlink is followed)."""
+    target = runtime_dir() / f"tcp-{port}.token"
+    textfile.atomic_write(target, (value + "\n").encode("utf-8"), 0o600)
     return target
 
 

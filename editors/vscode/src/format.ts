@@ -8,7 +8,7 @@ export function formatTps(tps: number | undefined): string | undefined {
 }
 
 /** One line of figures for a request; parts the server did not send are left out. */
-export function formatStats(stats: Stats | undefined): string {
+export function formatStats(stats: Stats | null | undefined): string {
   if (!stats) return '';
   const parts: string[] = [];
   if (typeof stats.promptTokens === 'number') {
@@ -149,7 +149,7 @@ export function undoMessage(result: unknown): { ok: boolean; text: string } {
   return { ok: true, text: `GLM undid the last edit${reason ? `: ${reason}` : '.'}` };
 }
 
-export function statusMessage(s: { backend?: string; model?: string; busy?: boolean; queued?: number; turns?: number; stats?: Stats }): string {
+export function statusMessage(s: { backend?: string; model?: string; busy?: boolean; queued?: number; turns?: number; stats?: Stats | null }): string {
   const parts = [
     `${s.backend ?? '?'} · ${s.model ?? '?'}`,
     s.busy ? `busy${s.queued ? `, ${s.queued} queued` : ''}` : 'idle',

@@ -1,117 +1,30 @@
-// Shapes of glm-lsp's commands and notifications (the README's LSP commands). No vscode import: the pure
-// modules and their tests share these types.
+// Shapes of glm-lsp's commands and notifications (the README's LSP commands). The types come from
+// wire.ts, generated from the server's Python models; this module adds names the extension uses.
+// No vscode import: the pure modules and their tests share these types.
 
-export interface Position {
-  line: number;
-  character: number;
-}
+import type { ExplainArgs, StreamNotification } from './wire';
 
-export interface Range {
-  start: Position;
-  end: Position;
-}
+export type {
+  AnswerResult,
+  AskArgs,
+  EditChange,
+  EditReply,
+  EditResult,
+  ExplainArgs,
+  FixArgs,
+  Position,
+  Range,
+  RefactorArgs,
+  Stats,
+  StatusResult,
+  StreamNotification,
+  ThinkingTurn,
+  Verification,
+} from './wire';
 
-export type Thinking = 'auto' | 'enabled' | 'disabled';
+export type Thinking = Exclude<NonNullable<ExplainArgs['thinking']>, boolean>;
 
-export interface Stats {
-  promptTokens?: number;
-  reusedTokens?: number;
-  prefilledTokens?: number;
-  generatedTokens?: number;
-  ttftMs?: number;
-  decodeTps?: number;
-  draftTokens?: number;
-  draftAcceptedTokens?: number;
-}
-
-export interface ExplainArgs {
-  uri: string;
-  range?: Range;
-  question?: string;
-  thinking?: Thinking;
-}
-
-export interface RefactorArgs {
-  uri: string;
-  range?: Range;
-  instruction: string;
-  thinking?: Thinking;
-}
-
-export interface FixArgs {
-  uri: string;
-  range: Range;
-  thinking?: Thinking;
-}
-
-export interface AskArgs {
-  question: string;
-  uri?: string;
-  thinking?: Thinking;
-}
-
-/** Result of glm.explain and glm.ask. */
-export interface AnswerResult {
-  text: string;
-  /** One entry per completion that reasoned (interleaved thinking), as the server sends it. */
-  reasoning: string[];
-  turn: number;
-  stats?: Stats;
-}
-
-/** One item of an edit result's `changes`; `applied`/`hunks` after a reviewed edit. */
-export interface EditChange {
-  uri: string;
-  kind: string;
-  sensitive?: boolean;
-  /** Whether the change landed (the user may have left it in the Refactor Preview). */
-  applied?: boolean;
-  /** For a file edit taken only in part: how many of its hunks landed. */
-  hunks?: { applied: number; total: number };
-}
-
-/** Result of glm.refactor and glm.fix. */
-export interface EditResult {
-  applied: boolean;
-  changes: EditChange[];
-  summary: string;
-  turn: number;
-  stats?: Stats;
-  failureReason?: string;
-  /** verifyCommand's outcome on the edit (exitCode null: it could not run). */
-  verification?: Verification;
-}
-
-export interface Verification {
-  command: string;
-  exitCode: number | null;
-  summary: string;
-}
-
-export interface StatusResult {
-  backend: string;
-  model: string;
-  busy: boolean;
-  queued: number;
-  turns: number;
-  stats?: Stats;
-}
-
-export interface ThinkingTurn {
-  turn: number;
-  command: string;
-  thinking: string;
-  reasoning: string[];
-  summary: string;
-}
-
-export type StreamKind = 'reasoning' | 'content' | 'tool_call' | 'tool_result';
-
-export interface StreamNotification {
-  turn: number;
-  kind: StreamKind;
-  text: string;
-}
+export type StreamKind = StreamNotification['kind'];
 
 export const STREAM_METHOD = 'glm/stream';
 

@@ -1,6 +1,8 @@
 // VS Code configuration -> glm-lsp initializationOptions (the README's Settings). Pure: the extension
 // passes in `inspect` results, so the mapping and its validation are unit-tested without VS Code.
 
+import type { Settings } from './wire';
+
 /** The subset of vscode.WorkspaceConfiguration.inspect() that says where a value was set. */
 export interface Inspected {
   globalValue?: unknown;
@@ -90,7 +92,11 @@ function nullable(inner: Validator): Validator {
   };
 }
 
-/** The README's Settings table, in its order; the server receives exactly these camelCase keys. */
+/**
+ * The README's Settings table, in its order; the server receives exactly these camelCase keys.
+ * `satisfies Record<keyof Settings, ...>` (Settings: generated from the server's model) makes the
+ * compiler reject a missing or extra key; test/wire.test.ts checks the kinds against the schema.
+ */
 const VALIDATORS = {
   backend: oneOf('mlx', 'openai'),
   model: nonEmptyString,
@@ -120,7 +126,12 @@ const VALIDATORS = {
   mcpAllow: stringList,
   mcpAllowReadOnly: bool,
   mcpTimeout: positiveInt,
-} satisfies Record<string, Validator>;
+} satisfies Record<keyof Settings, Validator>;
+
+/** Whether the extension would send `value` for `key` (its own check, before the server's). */
+export function accepts(key: SettingKey, value: unknown): boolean {
+  return VALIDATORS[key](value).ok;
+}
 
 export type SettingKey = keyof typeof VALIDATORS;
 export const SETTING_KEYS = Object.keys(VALIDATORS) as SettingKey[];

@@ -2,37 +2,46 @@
 
 local M = {}
 
--- The README's Settings table: the settings the server accepts (it rejects others with a message too).
+-- The README's Settings table: each setting the server accepts and the Lua types it may hold
+-- ('nil' is JSON null, vim.NIL). tests/test_wire_schema.py checks this table equals the server's
+-- schema (glm_lsp/schema/wire.schema.json, generated from its Python settings model).
 local KNOWN = {
-  backend = true,
-  model = true,
-  baseUrl = true,
-  apiKeyEnv = true,
-  thinking = true,
-  preserveThinking = true,
-  temperature = true,
-  topP = true,
-  maxTokens = true,
-  contextLength = true,
-  kvBits = true,
-  maxSteps = true,
-  stateDir = true,
-  persistKvCache = true,
-  scriptedReplies = true,
-  allowCommands = true,
-  verifyCommand = true,
-  verifyRounds = true,
-  commandTimeout = true,
-  sandbox = true,
-  allowNetwork = true,
-  review = true,
-  speculativeDecoding = true,
-  draftTokens = true,
-  mcpServers = true,
-  mcpAllow = true,
-  mcpAllowReadOnly = true,
-  mcpTimeout = true,
+  backend = 'string',
+  model = 'string',
+  baseUrl = 'string',
+  apiKeyEnv = 'string',
+  thinking = 'string',
+  preserveThinking = 'boolean',
+  temperature = 'number',
+  topP = 'number',
+  maxTokens = 'number',
+  contextLength = 'number',
+  kvBits = 'number|nil',
+  maxSteps = 'number',
+  stateDir = 'string|nil',
+  persistKvCache = 'boolean',
+  scriptedReplies = 'string|nil',
+  allowCommands = 'table',
+  verifyCommand = 'string|nil',
+  verifyRounds = 'number',
+  commandTimeout = 'number',
+  sandbox = 'string',
+  allowNetwork = 'boolean',
+  review = 'string',
+  speculativeDecoding = 'boolean',
+  draftTokens = 'number',
+  mcpServers = 'table',
+  mcpAllow = 'table',
+  mcpAllowReadOnly = 'boolean',
+  mcpTimeout = 'number',
 }
+
+local function kind_of(value)
+  if value == vim.NIL then
+    return 'nil'
+  end
+  return type(value)
+end
 
 local function check_version()
   local v = vim.version()
@@ -68,9 +77,12 @@ local function check_settings(settings)
   else
     vim.health.info('settings: ' .. vim.inspect(settings, { newline = ' ', indent = '' }))
   end
-  for key in pairs(settings) do
-    if not KNOWN[key] then
+  for key, value in pairs(settings) do
+    local kinds = KNOWN[key]
+    if not kinds then
       vim.health.warn(string.format('unknown setting %q', key), { 'Settings are camelCase: see :help glm_lsp-settings.' })
+    elseif not vim.tbl_contains(vim.split(kinds, '|', { plain = true }), kind_of(value)) then
+      vim.health.warn(string.format('setting %q is a %s; it takes %s', key, kind_of(value), (kinds:gsub('|', ' or '))))
     end
   end
   local backend = settings.backend or 'mlx'

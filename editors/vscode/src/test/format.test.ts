@@ -73,8 +73,8 @@ describe('format: documents', () => {
       '# GLM turn 3 · glm.explain\n\nIt parses.\n\n## Reasoning\n\n```text\nhmm\n```\n\n---\n' +
         '1200 prompt tokens (1000 reused) · 64 generated · first token 312 ms · 23.5 tok/s\n',
     );
-    assert.equal(answerDocument('glm.ask', { text: '', reasoning: [], turn: 1 }), '# GLM turn 1 · glm.ask\n\n_Empty answer._\n');
-    assert.equal(answerDocument('glm.ask', { text: 'a', reasoning: ['', ' '], turn: 1 }), '# GLM turn 1 · glm.ask\n\na\n');
+    assert.equal(answerDocument('glm.ask', { text: '', reasoning: [], turn: 1, stats: {} }), '# GLM turn 1 · glm.ask\n\n_Empty answer._\n');
+    assert.equal(answerDocument('glm.ask', { text: 'a', reasoning: ['', ' '], turn: 1, stats: {} }), '# GLM turn 1 · glm.ask\n\na\n');
   });
 
   it('renders the server\'s own explain result (reasoning is a list on the wire)', () => {
@@ -98,15 +98,15 @@ describe('format: edit and undo results', () => {
   const changes = [{ uri: 'file:///w/a.py', kind: 'edit' }, { uri: 'file:///w/b.py', kind: 'create' }];
 
   it('applied, declined and empty edits', () => {
-    assert.deepEqual(editMessage({ applied: true, changes, summary: 'Moved parse.\nDetails', turn: 2 }), {
+    assert.deepEqual(editMessage({ applied: true, changes, summary: 'Moved parse.\nDetails', turn: 2, stats: {} }), {
       ok: true,
       text: 'GLM applied 2 changes: Moved parse.',
     });
-    assert.deepEqual(editMessage({ applied: false, changes, summary: '', turn: 2, failureReason: 'a.py changed' }), {
+    assert.deepEqual(editMessage({ applied: false, changes, summary: '', turn: 2, stats: {}, failureReason: 'a.py changed' }), {
       ok: false,
       text: 'GLM edit not applied: a.py changed',
     });
-    assert.deepEqual(editMessage({ applied: false, changes: [], summary: 'Nothing to do.', turn: 2 }), {
+    assert.deepEqual(editMessage({ applied: false, changes: [], summary: 'Nothing to do.', turn: 2, stats: {} }), {
       ok: true,
       text: 'GLM proposed no changes: Nothing to do.',
     });
@@ -121,13 +121,13 @@ describe('format: edit and undo results', () => {
 
   it('shows the verification outcome with the edit', () => {
     const verification = { command: 'pytest -q', exitCode: 0, summary: '1 passed in 0.01s' };
-    assert.deepEqual(editMessage({ applied: true, changes, summary: 'Fixed add.', turn: 3, verification }), {
+    assert.deepEqual(editMessage({ applied: true, changes, summary: 'Fixed add.', turn: 3, stats: {}, verification }), {
       ok: true,
       text: 'GLM applied 2 changes: Fixed add. [verified: `pytest -q` passed: 1 passed in 0.01s]',
     });
     const failed = { command: 'pytest -q', exitCode: 1, summary: '1 failed in 0.02s' };
     assert.equal(
-      editReport('glm.fix', { applied: false, changes, summary: '', turn: 3, failureReason: 'declined', verification: failed }),
+      editReport('glm.fix', { applied: false, changes, summary: '', turn: 3, stats: {}, failureReason: 'declined', verification: failed }),
       '✔ turn 3 glm.fix: GLM edit not applied: declined [verified: `pytest -q` failed (exit code 1): 1 failed in 0.02s]\n'
         + '  edit file:///w/a.py\n  create file:///w/b.py\n  verification: `pytest -q` failed (exit code 1): 1 failed in 0.02s\n',
     );
@@ -138,7 +138,7 @@ describe('format: edit and undo results', () => {
       { uri: 'file:///w/a.py', kind: 'modify', applied: true, hunks: { applied: 1, total: 2 } },
       { uri: 'file:///w/b.py', kind: 'modify', applied: false },
     ];
-    const result = { applied: true, changes: reviewed, summary: 'Renamed foo.', turn: 3 };
+    const result = { applied: true, changes: reviewed, summary: 'Renamed foo.', turn: 3, stats: {} };
     assert.deepEqual(editMessage(result), {
       ok: true,
       text: 'GLM applied 1 of 2 changes (took 1 of 2 hunks of a.py; left b.py): Renamed foo.',
