@@ -200,6 +200,8 @@ async def test_code_actions(tmp_path: Path, model: Path) -> None:
         )
         assert [a.title for a in actions] == ["GLM: Explain", "GLM: Refactor…"]
         assert actions[0].command.command == "glm.explain"
+        # VS Code keeps `source.*` actions out of the light bulb: Explain must not be one.
+        assert not str(actions[0].kind).startswith("source")
         assert actions[0].command.arguments[0]["uri"] == uri
         diag = lsp.Diagnostic(
             range=lsp.Range(lsp.Position(1, 0), lsp.Position(1, 3)), message="bad"

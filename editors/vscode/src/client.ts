@@ -2,7 +2,7 @@
 // route code-action commands, progress and configuration requests through the extension.
 
 import type { ProgressToken, WorkDoneProgressBegin, WorkDoneProgressEnd, WorkDoneProgressReport } from 'vscode-languageclient/node';
-import { LanguageClient, TransportKind, type LanguageClientOptions, type ServerOptions } from 'vscode-languageclient/node';
+import { LanguageClient, type LanguageClientOptions, type ServerOptions } from 'vscode-languageclient/node';
 import type { InitializationOptions, ServerCommand } from './settings';
 
 export interface ClientHooks {
@@ -19,10 +19,11 @@ export function createClient(
   initializationOptions: InitializationOptions,
   hooks: ClientHooks,
 ): LanguageClient {
+  // No `transport`: TransportKind.stdio would append `--stdio` to the user's command, which
+  // `glm-lsp serve` rejects (usage error, exit 2); without it the client still talks over stdio.
   const serverOptions: ServerOptions = {
     command: server.command,
     args: server.args,
-    transport: TransportKind.stdio,
     options: cwd ? { cwd } : {},
   };
   const clientOptions: LanguageClientOptions = {
