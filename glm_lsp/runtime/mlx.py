@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ from glm_lsp.runtime.base import (
     OnText,
     Stats,
 )
-from glm_lsp.runtime.history import TokenHistory
+from glm_lsp.runtime.history import Plan, TokenHistory
 from glm_lsp.runtime.lookup import DraftLength, NgramIndex
 from glm_lsp.runtime.model_loader import load_model
 from glm_lsp.runtime.scripted import ForcedTokens, ScriptedReplies
@@ -62,8 +63,9 @@ def weights_fingerprint(model_dir: Path) -> str:
 class MLXModel:
     """A loaded model and tokenizer, shared by every workspace's conversation."""
 
-    def __init__(self, model: str) -> None:
-        self.model, self.tokenizer, self.path = load_model(model)
+    def __init__(self, model: str, loaded: tuple[Any, Any, Path] | None = None) -> None:
+        # `loaded`: a model already loaded elsewhere (a distributed shard), else mlx_lm.load.
+        self.model, self.tokenizer, self.path = loaded or load_model(model)
         self.name = model
         self.fingerprint = weights_fingerprint(self.path)
         self.lock = threading.Lock()  # one generation at a time on the device
@@ -203,7 +205,7 @@ class MLXConversation:
         trim_prompt_cache(cache, cache[0].offset - plan.keep)
         self.history.truncate(plan.keep)
 
-        max_tokens, processors = request.max_tokens, None
+        max_tokens, processors, forced = request.max_tokens, None, None
         if self.scripted is not None:
             reply = self.scripted.next()
             stop = self._scripted_stop(reply)
@@ -212,7 +214,7 @@ class MLXConversation:
             processors = [ForcedTokens(forced, prompt_length=len(plan.new_tokens))]
 
         def check_cancel(_done: int, _total: int) -> None:
-            if cancel.is_set():
+            if self._stop_requested(cancel):
                 raise Cancelled()
 
         stats = Stats(promptTokens=plan.prompt_tokens, reusedTokens=plan.keep)
@@ -225,39 +227,30 @@ class MLXConversation:
         sampler = make_sampler(request.temperature, request.top_p)
         speculative = self.speculative
         try:
-            check_cancel(0, 0)
+            if cancel.is_set():  # before the other ranks hear of this completion
+                raise Cancelled()
             if speculative:
                 self.lookup.sync(self.history.tokens + plan.new_tokens)
-                steps = speculative_generate_step(
-                    plan.new_tokens,
+            self._begin(plan, forced, request, sampler_seed := self._seed())
+            steps = self._steps(
+                token_steps(
                     self.m.model,
                     cache,
-                    index=self.lookup,
-                    lengths=DraftLength(self.draft_tokens),
+                    plan.new_tokens,
+                    lookup=self.lookup if speculative else None,
+                    draft_tokens=self.draft_tokens,
                     max_tokens=max_tokens,
                     sampler=sampler,
-                    logits_processors=processors,
+                    processors=processors,
                     kv_bits=self.kv_bits,
-                    kv_group_size=KV_GROUP_SIZE,
-                    prompt_progress_callback=check_cancel,
+                    progress=check_cancel,
                     stop_tokens=set(self.m.stop_text),
-                    stats=drafts,
-                )
-            else:
-                steps = generate_step(
-                    mx.array(plan.new_tokens),
-                    self.m.model,
-                    max_tokens=max_tokens,
-                    sampler=sampler,
-                    logits_processors=processors,
-                    prompt_cache=cache,
-                    kv_bits=self.kv_bits,
-                    kv_group_size=KV_GROUP_SIZE,
-                    quantized_kv_start=0,
-                    prompt_progress_callback=check_cancel,
-                )
-            for step in steps:
-                token = step if speculative else step[0]
+                    drafts=drafts,
+                    seed=sampler_seed,
+                ),
+                cancel,
+            )
+            for token in steps:
                 if not generated:
                     first_at = time.perf_counter()
                     self.history.commit_prompt()
@@ -275,7 +268,10 @@ class MLXConversation:
             # Nothing half-done stays: the cache goes back to the last complete history.
             if self.scripted is not None:
                 self.scripted.unread()
+            if steps is not None:
+                steps.close()
             self._trim_to_history()
+            self._end(generated, failed=True)
             raise
         finally:
             # Close mlx-lm's generator here, on this thread: its stream context must not be
@@ -289,6 +285,7 @@ class MLXConversation:
         raw = "".join(text)
         self.history.append(raw + stop_text, generated)
         self._trim_to_history()
+        self._end(generated, failed=False)
         if cache[0].offset != len(self.history):
             raise BackendError("KV cache and token history disagree; this is a bug in glm-lsp")
         end = time.perf_counter()
@@ -298,6 +295,25 @@ class MLXConversation:
         if len(generated) > 1 and end > first_at:
             stats.decodeTps = round((len(generated) - 1) / (end - first_at), 2)
         return Completion(text=raw, stats=stats, finish_reason=finish)
+
+    # -- hooks a distributed rank 0 overrides to keep the other ranks in step ---------------
+    def _seed(self) -> int | None:
+        """A sampler seed all ranks share; None: leave MLX's random state as it is."""
+        return None
+
+    def _begin(
+        self, plan: Plan, forced: list[int] | None, request: CompletionRequest, seed: int | None
+    ) -> None:
+        """The prompt is planned and the cache trimmed to plan.keep; generation starts next."""
+
+    def _steps(self, steps: Iterator[int], cancel: threading.Event) -> Iterator[int]:
+        return steps
+
+    def _stop_requested(self, cancel: threading.Event) -> bool:
+        return cancel.is_set()
+
+    def _end(self, generated: list[int], *, failed: bool) -> None:
+        """The completion is over and the cache is trimmed to the history."""
 
     def _scripted_stop(self, reply: str) -> int:
         """After a tool call the model yields to the tools, otherwise it hands back to the user."""
@@ -318,3 +334,56 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # someone else's process: alive
         return True
     return True
+
+
+def token_steps(
+    model: Any,
+    cache: list[Any],
+    new_tokens: list[int],
+    *,
+    lookup: NgramIndex | None,
+    draft_tokens: int,
+    max_tokens: int,
+    sampler: Any,
+    processors: list[Any] | None,
+    kv_bits: int | None,
+    progress: Callable[[int, int], None],
+    stop_tokens: set[int],
+    drafts: DraftStats,
+    seed: int | None = None,
+) -> Generator[int, None, None]:
+    """The generated token ids after `new_tokens`: prompt-lookup speculative decoding when a lookup
+    index is given (it must hold the whole context), else mlx-lm's generate_step. Every rank of a
+    distributed model runs this same generator, so its calls to `progress` line up."""
+    if seed is not None:  # every rank draws the same samples from the same logits
+        mx.random.seed(seed)
+    if lookup is not None:
+        yield from speculative_generate_step(
+            new_tokens,
+            model,
+            cache,
+            index=lookup,
+            lengths=DraftLength(draft_tokens),
+            max_tokens=max_tokens,
+            sampler=sampler,
+            logits_processors=processors,
+            kv_bits=kv_bits,
+            kv_group_size=KV_GROUP_SIZE,
+            prompt_progress_callback=progress,
+            stop_tokens=stop_tokens,
+            stats=drafts,
+        )
+        return
+    for token, _logprobs in generate_step(
+        mx.array(new_tokens),
+        model,
+        max_tokens=max_tokens,
+        sampler=sampler,
+        logits_processors=processors,
+        prompt_cache=cache,
+        kv_bits=kv_bits,
+        kv_group_size=KV_GROUP_SIZE,
+        quantized_kv_start=0,
+        prompt_progress_callback=progress,
+    ):
+        yield token
