@@ -202,6 +202,7 @@ class MLXConversation:
         start = time.perf_counter()
         cache = self._ensure_cache()
         plan = self.history.plan(request.prompt, self.m.encode)
+        kept = self.history.tokens[: plan.keep]  # what the cache holds once trimmed
         trim_prompt_cache(cache, cache[0].offset - plan.keep)
         self.history.truncate(plan.keep)
 
@@ -230,8 +231,8 @@ class MLXConversation:
             if cancel.is_set():  # before the other ranks hear of this completion
                 raise Cancelled()
             if speculative:
-                self.lookup.sync(self.history.tokens + plan.new_tokens)
-            self._begin(plan, forced, request, sampler_seed := self._seed())
+                self.lookup.sync(kept + plan.new_tokens)
+            self._begin(plan, kept, forced, request, sampler_seed := self._seed())
             steps = self._steps(
                 token_steps(
                     self.m.model,
@@ -302,7 +303,12 @@ class MLXConversation:
         return None
 
     def _begin(
-        self, plan: Plan, forced: list[int] | None, request: CompletionRequest, seed: int | None
+        self,
+        plan: Plan,
+        kept: list[int],
+        forced: list[int] | None,
+        request: CompletionRequest,
+        seed: int | None,
     ) -> None:
         """The prompt is planned and the cache trimmed to plan.keep; generation starts next."""
 
