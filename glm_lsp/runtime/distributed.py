@@ -16,8 +16,10 @@ import json
 import logging
 import os
 import random
+import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -73,6 +75,12 @@ def entry(mode: str | None, settings: Settings, main: Callable[[], int]) -> int:
 
     factory.pin_model(settings.model, DistributedModel(settings.model, loaded, cluster))
     cluster.watch()
+    print(
+        f"glm-lsp: rank 0 of {cluster.size} ({mode}, pid {os.getpid()}) serves",
+        file=sys.stderr,
+        flush=True,
+    )
+    _on_launcher_stop(cluster)
     try:
         code = main()
     except BackendError as exc:
@@ -86,6 +94,21 @@ def entry(mode: str | None, settings: Settings, main: Callable[[], int]) -> int:
     except BackendError as exc:
         log.warning("the other ranks did not hear the exit: %s", exc)
     return code
+
+
+def _on_launcher_stop(cluster: Cluster) -> None:
+    """mlx.launch stops every rank when one exits: say why rather than vanish. (serve --tcp
+    replaces this with its own graceful stop.)"""
+
+    def stop(_signum: int, _frame: Any) -> None:
+        deadline = time.monotonic() + 1.0
+        while cluster.lost is None and time.monotonic() < deadline:
+            time.sleep(0.05)  # the watch names the rank that exited, if it was one
+        why = cluster.lost_message() if cluster.lost else "the launcher stopped rank 0"
+        _exit_lost(f"glm-lsp: error: {why}", EXIT_BACKEND)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, stop)
 
 
 def _exit_lost(message: str | None, code: int) -> None:
