@@ -28,7 +28,13 @@ from mlx_lm.models.cache import (
 
 from glm_lsp.config import Settings
 from glm_lsp.errors import EXIT_BACKEND, UsageError
-from glm_lsp.runtime.base import BackendError, Cancelled, CompletionRequest
+from glm_lsp.runtime.base import (
+    BackendError,
+    Cancelled,
+    Completion,
+    CompletionRequest,
+    OnText,
+)
 from glm_lsp.runtime.cluster import MODES, Cluster, init_group
 from glm_lsp.runtime.follower import cache_file, checksum, follow_rank0, sha
 from glm_lsp.runtime.history import Plan, TokenHistory
@@ -169,7 +175,9 @@ class DistributedConversation(MLXConversation):
         return {**super()._identity(), "layout": self.cluster.layout}
 
     # -- every call runs on the cluster's one thread, bounded by the watch ------------------------
-    def complete(self, request: CompletionRequest, on_text: Any, cancel: threading.Event) -> Any:
+    def complete(
+        self, request: CompletionRequest, on_text: OnText, cancel: threading.Event
+    ) -> Completion:
         return self.cluster.run(lambda: MLXConversation.complete(self, request, on_text, cancel))
 
     def save(self) -> None:
