@@ -99,7 +99,12 @@ def _cmd_tiny_model(args: argparse.Namespace) -> int:
     from glm_lsp.tiny_model import make_tiny_model
 
     out = make_tiny_model(
-        Path(args.dir), seed=args.seed, hidden=args.hidden, layers=args.layers, experts=args.experts
+        Path(args.dir),
+        seed=args.seed,
+        hidden=args.hidden,
+        layers=args.layers,
+        experts=args.experts,
+        kv_heads=args.kv_heads,
     )
     print(f"wrote a random-weight GLM-4 MoE (8-bit, group size 32) to {out}")
     return EXIT_OK
@@ -120,10 +125,31 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def add_distributed_flag(parser: argparse.ArgumentParser) -> None:
+    """--distributed: a launch-time choice, so a flag only (an editor cannot start ranks)."""
+    parser.add_argument(
+        "--distributed",
+        choices=("pipeline", "tensor"),
+        default=None,
+        help="spread the MLX model over the ranks of mlx.launch (layers: pipeline; every "
+        "matrix: tensor); rank 0 serves, the others follow it (see the README's Two Macs)",
+    )
+
+
+def distributed(args: argparse.Namespace, settings: Settings, main: Any) -> int:
+    """Run main() on rank 0 of a distributed launch (or plainly without --distributed)."""
+    if getattr(args, "distributed", None) is None:
+        return main()
+    from glm_lsp.runtime.distributed import entry
+
+    return entry(args.distributed, settings, main)
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from glm_lsp.commands.run import run_command
 
-    return run_command(args, settings_from(args))
+    settings = settings_from(args)
+    return distributed(args, settings, lambda: run_command(args, settings))
 
 
 def _cmd_undo(args: argparse.Namespace) -> int:
@@ -139,6 +165,10 @@ def _cmd_log(args: argparse.Namespace) -> int:
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
+    if args.distributed:
+        from glm_lsp.commands.plan import plan_command
+
+        return plan_command(args, settings_from(args))
     from glm_lsp.commands.doctor import doctor
 
     return doctor(settings_from(args), Path(args.workspace))
@@ -149,20 +179,26 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     if not args.tcp and (args.token_file or args.allow_remote):
         raise UsageError("--token-file and --allow-remote only apply with --tcp")
-    return serve(
-        settings_from(args),
-        tcp=args.tcp,
-        host=args.host,
-        port=args.port,
-        token_file=args.token_file,
-        allow_remote=args.allow_remote,
+    settings = settings_from(args)
+    return distributed(
+        args,
+        settings,
+        lambda: serve(
+            settings,
+            tcp=args.tcp,
+            host=args.host,
+            port=args.port,
+            token_file=args.token_file,
+            allow_remote=args.allow_remote,
+        ),
     )
 
 
 def _cmd_acp(args: argparse.Namespace) -> int:
     from glm_lsp.acp.agent import main as acp_main
 
-    return acp_main(settings_from(args))
+    settings = settings_from(args)
+    return distributed(args, settings, lambda: acp_main(settings))
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -207,12 +243,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--allow-remote", action="store_true", help="allow a --host other machines can reach"
     )
+    add_distributed_flag(serve)
     add_setting_flags(serve)
     serve.set_defaults(func=_cmd_serve)
 
     acp = sub.add_parser(
         "acp", help="run the agent over the Agent Client Protocol on stdio (Zed, JetBrains, ...)"
     )
+    add_distributed_flag(acp)
     add_setting_flags(acp, skip=("review",))  # the client asks before each edit
     acp.set_defaults(func=_cmd_acp)
 
@@ -240,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="approve the workspace's .mcp.json as it is now (remembered until it changes)",
     )
+    add_distributed_flag(run)
     add_setting_flags(run, skip=("review",))
     run.set_defaults(func=_cmd_run)
 
@@ -266,6 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
     tiny.add_argument("--hidden", type=int, default=128)
     tiny.add_argument("--layers", type=int, default=2)
     tiny.add_argument("--experts", type=int, default=4)
+    tiny.add_argument(
+        "--kv-heads", type=int, default=None, help="KV heads (2 lets tensor parallel split them)"
+    )
     tiny.set_defaults(func=_cmd_tiny_model)
 
     convert = sub.add_parser("convert", help="quantise a Hugging Face GLM model for MLX")
@@ -283,6 +325,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = sub.add_parser("doctor", help="MLX device, model, memory, state dir")
     doctor.add_argument("workspace", nargs="?", default=".")
+    from glm_lsp.commands.plan import add_plan_arguments
+
+    add_plan_arguments(doctor)
     add_setting_flags(doctor)
     doctor.set_defaults(func=_cmd_doctor)
 

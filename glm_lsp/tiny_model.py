@@ -142,14 +142,19 @@ def _round_up(x: int, m: int = Q_GROUP_SIZE) -> int:
     return -(-x // m) * m
 
 
-def model_config(hidden: int, layers: int, experts: int, vocab_size: int) -> dict[str, Any]:
-    """glm4_moe config with GLM-4.7's proportions scaled down (heads*head_dim = 2x hidden)."""
+def model_config(
+    hidden: int, layers: int, experts: int, vocab_size: int, kv_heads: int | None = None
+) -> dict[str, Any]:
+    """glm4_moe config with GLM-4.7's proportions scaled down (heads*head_dim = 2x hidden).
+    `kv_heads`: e.g. 2, so tensor parallelism over two ranks can split them (default 1/8)."""
     if hidden < 64 or hidden % Q_GROUP_SIZE:
         raise ValueError(f"hidden must be a multiple of {Q_GROUP_SIZE} and at least 64.")
     if layers < 1 or experts < 2:
         raise ValueError("layers must be at least 1 and experts at least 2.")
     heads = max(2, 2 * hidden // HEAD_DIM)
-    kv_heads = max(1, heads // 8)
+    if kv_heads is not None and not 1 <= kv_heads <= heads:
+        raise ValueError(f"kv_heads must be from 1 to the {heads} attention heads.")
+    kv_heads = kv_heads or max(1, heads // 8)
     while heads % kv_heads:
         kv_heads -= 1
     return {
@@ -212,9 +217,12 @@ def _tokenizer_config(tok: Any) -> dict[str, Any]:
     }
 
 
-def _params(seed: int, hidden: int, layers: int, experts: int) -> dict[str, Any]:
+def _params(
+    seed: int, hidden: int, layers: int, experts: int, kv_heads: int | None = None
+) -> dict[str, Any]:
     template_sha = hashlib.sha256(chat_template().encode()).hexdigest()[:16]
-    return {
+    extra = {"kv_heads": kv_heads} if kv_heads else {}  # unchanged markers for older builds
+    return extra | {
         "version": BUILD_VERSION,
         "seed": seed,
         "hidden": hidden,
@@ -225,7 +233,13 @@ def _params(seed: int, hidden: int, layers: int, experts: int) -> dict[str, Any]
 
 
 def make_tiny_model(
-    out_dir: Path, *, seed: int = 0, hidden: int = 128, layers: int = 2, experts: int = 4
+    out_dir: Path,
+    *,
+    seed: int = 0,
+    hidden: int = 128,
+    layers: int = 2,
+    experts: int = 4,
+    kv_heads: int | None = None,
 ) -> Path:
     """Write the tiny model into out_dir (created if needed, files overwritten) and return it.
 
@@ -236,7 +250,7 @@ def make_tiny_model(
     from mlx_lm.utils import quantize_model, save_config, save_model
 
     out_dir = Path(out_dir)
-    config = model_config(hidden, layers, experts, VOCAB_SIZE)  # validates sizes first
+    config = model_config(hidden, layers, experts, VOCAB_SIZE, kv_heads)  # validates first
     tok = _build_tokenizer()
     config["vocab_size"] = _round_up(tok.get_vocab_size())
     stop_ids = [tok.token_to_id(t) for t in STOP_TOKENS]
@@ -265,7 +279,7 @@ def make_tiny_model(
         out_dir / "generation_config.json",
         {"eos_token_id": stop_ids, "pad_token_id": stop_ids[0], "temperature": 1.0, "top_p": 0.95},
     )
-    _write_json(out_dir / MARKER, _params(seed, hidden, layers, experts))
+    _write_json(out_dir / MARKER, _params(seed, hidden, layers, experts, kv_heads))
     return out_dir
 
 
@@ -304,7 +318,8 @@ def ensure_tiny_model(cache_dir: Path, **kw: Any) -> Path:
     opts = {"seed": 0, "hidden": 128, "layers": 2, "experts": 4} | kw
     params = _params(**opts)
     cache_dir = Path(cache_dir)
-    target = cache_dir / "glm4-moe-tiny-s{seed}-h{hidden}-l{layers}-e{experts}".format(**opts)
+    name = "glm4-moe-tiny-s{seed}-h{hidden}-l{layers}-e{experts}".format(**opts)
+    target = cache_dir / (name + (f"-kv{opts['kv_heads']}" if opts.get("kv_heads") else ""))
     if _is_built(target, params):
         return target
     cache_dir.mkdir(parents=True, exist_ok=True)

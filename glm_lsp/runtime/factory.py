@@ -16,9 +16,26 @@ _models: dict[str, object] = {}
 _models_lock = threading.Lock()
 
 
+_pinned: str | None = None  # under --distributed: the one model every rank loaded at launch
+
+
+def pin_model(name: str, model: object) -> None:
+    """The model loaded at launch (a distributed shard) is the only one this process serves."""
+    global _pinned
+    with _models_lock:
+        _models[name], _pinned = model, name
+
+
 def mlx_model(name: str):  # -> MLXModel, imported lazily: MLX start-up is not free
     from glm_lsp.runtime.mlx import MLXModel
 
+    if _pinned is not None and name != _pinned:
+        from glm_lsp.runtime.base import BackendError
+
+        raise BackendError(
+            f"this server runs {_pinned} spread over its ranks (--distributed); it cannot load "
+            f"{name}: relaunch every rank with --model {name}"
+        )
     with _models_lock:
         if name not in _models:
             _models[name] = MLXModel(name)

@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ from glm_lsp.runtime.base import (
     OnText,
     Stats,
 )
-from glm_lsp.runtime.history import TokenHistory
+from glm_lsp.runtime.history import Plan, TokenHistory
 from glm_lsp.runtime.lookup import DraftLength, NgramIndex
 from glm_lsp.runtime.model_loader import load_model
 from glm_lsp.runtime.scripted import ForcedTokens, ScriptedReplies
@@ -64,8 +64,9 @@ def weights_fingerprint(model_dir: Path) -> str:
 class MLXModel:
     """A loaded model and tokenizer, shared by every workspace's conversation."""
 
-    def __init__(self, model: str) -> None:
-        self.model, self.tokenizer, self.path = load_model(model)
+    def __init__(self, model: str, loaded: tuple[Any, Any, Path] | None = None) -> None:
+        # `loaded`: a model already loaded elsewhere (a distributed shard), else mlx_lm.load.
+        self.model, self.tokenizer, self.path = loaded or load_model(model)
         self.name = model
         self.fingerprint = weights_fingerprint(self.path)
         self.lock = threading.Lock()  # one generation at a time on the device
@@ -212,10 +213,11 @@ class MLXConversation:
         start = time.perf_counter()
         cache = self._ensure_cache()
         plan = self.history.plan(request.prompt, self.m.encode)
+        kept = self.history.tokens[: plan.keep]  # what the cache holds once trimmed
         trim_prompt_cache(cache, cache[0].offset - plan.keep)
         self.history.truncate(plan.keep)
 
-        max_tokens, processors = request.max_tokens, None
+        max_tokens, processors, forced = request.max_tokens, None, None
         if self.scripted is not None:
             reply = self.scripted.next()
             stop = self._scripted_stop(reply)
@@ -224,58 +226,79 @@ class MLXConversation:
             processors = [ForcedTokens(forced, prompt_length=len(plan.new_tokens))]
 
         def check_cancel(_done: int, _total: int) -> None:
-            if cancel.is_set():
+            if self._stop_requested(cancel):
                 raise Cancelled()
 
         stats = Stats(promptTokens=plan.prompt_tokens, reusedTokens=plan.keep)
         stats.prefilledTokens = len(plan.new_tokens)
+        detokenizer = self.m.tokenizer.detokenizer
         generated: list[int] = []
         text, stop_text, first_at, finish = [], "", 0.0, "length"
         steps = None
         drafts = DraftStats()
-        options: dict[str, Any] = {
-            "max_tokens": max_tokens,
-            "sampler": make_sampler(request.temperature, request.top_p),
-            "logits_processors": processors,
-            "kv_bits": self.kv_bits,
-            "kv_group_size": KV_GROUP_SIZE,
-            "prompt_progress_callback": check_cancel,
-        }
+        sampler = make_sampler(request.temperature, request.top_p)
+        speculative = self.speculative
         try:
-            check_cancel(0, 0)
-            if self.speculative:
-                self.lookup.sync(self.history.tokens + plan.new_tokens)
-                steps = self._speculative(plan.new_tokens, cache, drafts, options)
-            else:
-                steps = self._plain(plan.new_tokens, cache, options)
-            for token, piece in steps:
-                if token is not None:
-                    if not generated:
-                        first_at = time.perf_counter()
-                        self.history.commit_prompt()
-                    generated.append(token)
-                if piece:
-                    text.append(piece)
-                    on_text(piece)
+            if cancel.is_set():  # before the other ranks hear of this completion
+                raise Cancelled()
+            if speculative:
+                self.lookup.sync(kept + plan.new_tokens)
+            self._begin(plan, kept, forced, request, sampler_seed := self._seed())
+            steps = self._steps(
+                token_steps(
+                    self.m.model,
+                    self.m.tokenizer,
+                    cache,
+                    plan.new_tokens,
+                    lookup=self.lookup if speculative else None,
+                    draft_tokens=self.draft_tokens,
+                    max_tokens=max_tokens,
+                    sampler=sampler,
+                    processors=processors,
+                    kv_bits=self.kv_bits,
+                    progress=check_cancel,
+                    stop_tokens=set(self.m.stop_text),
+                    drafts=drafts,
+                    seed=sampler_seed,
+                ),
+                cancel,
+            )
+            for token in steps:
+                if not generated:
+                    first_at = time.perf_counter()
+                    self.history.commit_prompt()
+                generated.append(token)
                 if token in self.m.stop_text:
                     stop_text, finish = self.m.stop_text[token], "stop"
                     break
+                detokenizer.add_token(token)
+                if piece := detokenizer.last_segment:
+                    text.append(piece)
+                    on_text(piece)
                 if cancel.is_set():
                     raise Cancelled()
         except BaseException:
             # Nothing half-done stays: the cache goes back to the last complete history.
             if self.scripted is not None:
                 self.scripted.unread()
+            if steps is not None:
+                steps.close()
             self._trim_to_history()
+            self._end(generated, failed=True)
             raise
         finally:
             # Close mlx-lm's generator here, on this thread: its stream context must not be
             # torn down later by the garbage collector on another one.
             if steps is not None:
                 steps.close()
+        detokenizer.finalize()
+        if piece := detokenizer.last_segment:
+            text.append(piece)
+            on_text(piece)
         raw = "".join(text)
         self.history.append(raw + stop_text, generated)
         self._trim_to_history()
+        self._end(generated, failed=False)
         if cache[0].offset != len(self.history):
             raise BackendError("KV cache and token history disagree; this is a bug in glm-lsp")
         end = time.perf_counter()
@@ -286,50 +309,29 @@ class MLXConversation:
             stats.decodeTps = round((len(generated) - 1) / (end - first_at), 2)
         return Completion(text=raw, stats=stats, finish_reason=finish)
 
-    def _plain(
-        self, prompt: list[int], cache: list[Any], options: dict[str, Any]
-    ) -> Iterator[tuple[int | None, str]]:
-        """mlx-lm's stream_generate: generate_step under wired_limit, detokenized, ending at a
-        stop token (the tokenizer's eos ids hold ours, see MLXModel)."""
-        for response in stream_generate(
-            self.m.model,
-            self.m.tokenizer,
-            prompt,
-            prompt_cache=cache,
-            quantized_kv_start=0,
-            **options,
-        ):
-            yield response.token, response.text
+    # -- hooks a distributed rank 0 overrides to keep the other ranks in step ---------------
+    def _seed(self) -> int | None:
+        """A sampler seed all ranks share; None: leave MLX's random state as it is."""
+        return None
 
-    def _speculative(
-        self, prompt: list[int], cache: list[Any], drafts: DraftStats, options: dict[str, Any]
-    ) -> Iterator[tuple[int | None, str]]:
-        """Prompt-lookup drafts verified exactly (speculative.py). stream_generate speculates only
-        with a draft model, so this is its loop around our generator, under its wired_limit."""
-        detokenizer = self.m.tokenizer.detokenizer
-        steps = speculative_generate_step(
-            prompt,
-            self.m.model,
-            cache,
-            index=self.lookup,
-            lengths=DraftLength(self.draft_tokens),
-            stop_tokens=set(self.m.stop_text),
-            stats=drafts,
-            **options,
-        )
-        try:
-            with wired_limit(self.m.model, [generation_stream]):
-                for token in steps:
-                    if token in self.m.stop_text:
-                        detokenizer.finalize()
-                        yield token, detokenizer.last_segment
-                        return
-                    detokenizer.add_token(token)
-                    yield token, detokenizer.last_segment
-                detokenizer.finalize()
-                yield None, detokenizer.last_segment
-        finally:
-            steps.close()
+    def _begin(
+        self,
+        plan: Plan,
+        kept: list[int],
+        forced: list[int] | None,
+        request: CompletionRequest,
+        seed: int | None,
+    ) -> None:
+        """The prompt is planned and the cache trimmed to plan.keep; generation starts next."""
+
+    def _steps(self, steps: Iterator[int], cancel: threading.Event) -> Iterator[int]:
+        return steps
+
+    def _stop_requested(self, cancel: threading.Event) -> bool:
+        return cancel.is_set()
+
+    def _end(self, generated: list[int], *, failed: bool) -> None:
+        """The completion is over and the cache is trimmed to the history."""
 
     def _scripted_stop(self, reply: str) -> int:
         """After a tool call the model yields to the tools, otherwise it hands back to the user."""
@@ -350,3 +352,61 @@ def _alive(pid: int) -> bool:
     except PermissionError:  # someone else's process: alive
         return True
     return True
+
+
+def token_steps(
+    model: Any,
+    tokenizer: Any,
+    cache: list[Any],
+    new_tokens: list[int],
+    *,
+    lookup: NgramIndex | None,
+    draft_tokens: int,
+    max_tokens: int,
+    sampler: Any,
+    processors: list[Any] | None,
+    kv_bits: int | None,
+    progress: Callable[[int, int], None],
+    stop_tokens: set[int],
+    drafts: DraftStats,
+    seed: int | None = None,
+) -> Generator[int, None, None]:
+    """The generated token ids after `new_tokens`: prompt-lookup speculative decoding when a lookup
+    index is given (it must hold the whole context), else mlx-lm's stream_generate. Every rank of a
+    distributed model runs this same generator, so its calls to `progress` line up."""
+    if seed is not None:  # every rank draws the same samples from the same logits
+        mx.random.seed(seed)
+    if lookup is not None:
+        # stream_generate speculates only with a draft model: our exact prompt-lookup loop runs
+        # under its wired_limit instead.
+        with wired_limit(model, [generation_stream]):
+            yield from speculative_generate_step(
+                new_tokens,
+                model,
+                cache,
+                index=lookup,
+                lengths=DraftLength(draft_tokens),
+                max_tokens=max_tokens,
+                sampler=sampler,
+                logits_processors=processors,
+                kv_bits=kv_bits,
+                kv_group_size=KV_GROUP_SIZE,
+                prompt_progress_callback=progress,
+                stop_tokens=stop_tokens,
+                stats=drafts,
+            )
+        return
+    for response in stream_generate(
+        model,
+        tokenizer,
+        new_tokens,
+        max_tokens=max_tokens,
+        sampler=sampler,
+        logits_processors=processors,
+        prompt_cache=cache,
+        kv_bits=kv_bits,
+        kv_group_size=KV_GROUP_SIZE,
+        quantized_kv_start=0,
+        prompt_progress_callback=progress,
+    ):
+        yield response.token
