@@ -168,7 +168,7 @@ class EditReply:
     failure_reason: str | None = None
 
 
-@wire(forbid_extra=True)
+@wire(omit_defaults=True, forbid_extra=True)
 @attrs.frozen
 class McpServerStatus:
     """One MCP server of glm.status (issue "MCP tools")."""

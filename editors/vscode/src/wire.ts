@@ -197,9 +197,9 @@ export interface McpServerStatus {
   /** a list of strings */
   tools: string[];
   /** a string or null */
-  error?: string | null;
+  error?: string;
   /** a whole number or null */
-  restarts?: number | null;
+  restarts?: number;
 }
 
 /** Position */
