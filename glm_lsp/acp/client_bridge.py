@@ -12,7 +12,6 @@ import contextlib
 import threading
 import uuid
 from collections.abc import Awaitable, Callable
-from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,6 +33,7 @@ from glm_lsp.agent.landing import ApplyReport, Landing
 from glm_lsp.agent.permissions import ALLOW_ALWAYS, ALLOW_ONCE, DENY, always_label
 from glm_lsp.agent.process import HEAD_CHARS, TAIL_CHARS, Bounded, Finished
 from glm_lsp.core.disk_apply import remember_edit, write_to_disk
+from glm_lsp.core.worker import wait_from_worker
 from glm_lsp.runtime.base import BackendError, Cancelled
 
 T = TypeVar("T")
@@ -70,26 +70,9 @@ class ClientBridge:
 
     def _call(self, make: Callable[[], Awaitable[T]], timeout: float | None) -> T:
         """Runs a coroutine on the event loop and waits for it on this (worker) thread, giving up
-        when the request is cancelled."""
-
-        async def run() -> T:
-            return await make()
-
-        future = asyncio.run_coroutine_threadsafe(run(), self.loop)
-        waited = 0.0
-        while True:
-            try:
-                return future.result(timeout=0.1)
-            except FutureTimeout:
-                waited += 0.1
-                if self.cancel.is_set():
-                    future.cancel()
-                    raise Cancelled() from None
-                if timeout is not None and waited >= timeout:
-                    future.cancel()
-                    raise TimeoutError(
-                        f"the client did not answer within {timeout:.0f} s"
-                    ) from None
+        when the request is cancelled or the client takes longer than `timeout`."""
+        future = asyncio.run_coroutine_threadsafe(_awaited(make), self.loop)
+        return wait_from_worker(future, self.cancel, timeout)
 
     # -- reads -----------------------------------------------------------------------------------
     def buffer(self, rel: str) -> tuple[str, int] | None:

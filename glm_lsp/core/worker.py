@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -74,3 +75,21 @@ class Worker:
     def shutdown(self) -> None:
         self.cancel_all()
         self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+def wait_from_worker(future: Future[T], cancel: threading.Event, timeout: float | None = None) -> T:
+    """The result of a coroutine the event loop runs for the worker thread (a question to the
+    user, a client request); gives up, cancelling it, when the request is cancelled (Cancelled)
+    or after `timeout` seconds (TimeoutError)."""
+    waited = 0.0
+    while True:
+        try:
+            return future.result(timeout=0.1)
+        except FutureTimeout:
+            waited += 0.1
+            if cancel.is_set():
+                future.cancel()
+                raise Cancelled() from None
+            if timeout is not None and waited >= timeout:
+                future.cancel()
+                raise TimeoutError(f"no answer within {timeout:.0f} s") from None

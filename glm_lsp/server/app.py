@@ -23,7 +23,8 @@ from glm_lsp.agent.undo import current_text
 from glm_lsp.config import Settings
 from glm_lsp.core.folder import Folder
 from glm_lsp.core.settings import SettingsState
-from glm_lsp.core.worker import Job, Worker
+from glm_lsp.core.worker import Job, Worker, wait_from_worker
+from glm_lsp.runtime.base import Cancelled
 from glm_lsp.server.lsp_edits import annotations, stale_open_docs, to_document_changes
 
 log = logging.getLogger(__name__)
@@ -309,20 +310,12 @@ class GlmServer(LanguageServer):
         self, loop: asyncio.AbstractEventLoop, job: Job, folder: Folder, label: str
     ):
         """Session.run's `apply`, run on the worker thread: waits for the client, or a cancel."""
-        from glm_lsp.runtime.base import Cancelled
 
         def apply(change_set: ChangeSet) -> ApplyReport:
             future = asyncio.run_coroutine_threadsafe(
                 self.send_edit(folder, change_set, label, review=True), loop
             )
-            while True:
-                try:
-                    report = future.result(timeout=0.1)
-                    break
-                except TimeoutError:
-                    if job.cancel.is_set():
-                        future.cancel()
-                        raise Cancelled() from None
+            report = wait_from_worker(future, job.cancel)
             folder.remember(report, change_set, label, job.turn)
             return report
 
@@ -360,41 +353,30 @@ class GlmServer(LanguageServer):
 
     def prompt_from_worker(self, loop: asyncio.AbstractEventLoop, job: Job):
         """Session.run's `prompt`, run on the worker thread: waits for the user, or a cancel."""
-        from glm_lsp.runtime.base import Cancelled
 
         def prompt(message: str, always: str | None) -> str | None:
-            future = asyncio.run_coroutine_threadsafe(self.ask_user(message, always), loop)
-            while True:
-                try:
-                    return future.result(timeout=0.1)
-                except TimeoutError:
-                    if job.cancel.is_set():
-                        future.cancel()
-                        raise Cancelled() from None
-                except Exception as exc:  # the client cannot show the question: nobody to ask
-                    log.info("window/showMessageRequest failed: %s", exc)
-                    return None
+            return self._answer(self.ask_user(message, always), loop, job)
 
         return prompt
 
     def ask_from_worker(self, loop: asyncio.AbstractEventLoop, job: Job):
         """Session.run's `ask`, run on the worker thread: waits for the user, or a cancel."""
-        from glm_lsp.runtime.base import Cancelled
 
         def ask(command: str, first: str) -> str | None:
-            future = asyncio.run_coroutine_threadsafe(self.ask_permission(command, first), loop)
-            while True:
-                try:
-                    return future.result(timeout=0.1)
-                except TimeoutError:
-                    if job.cancel.is_set():
-                        future.cancel()
-                        raise Cancelled() from None
-                except Exception as exc:  # the client cannot show the question: nobody to ask
-                    log.info("window/showMessageRequest failed: %s", exc)
-                    return None
+            return self._answer(self.ask_permission(command, first), loop, job)
 
         return ask
+
+    @staticmethod
+    def _answer(question: Any, loop: asyncio.AbstractEventLoop, job: Job) -> str | None:
+        future = asyncio.run_coroutine_threadsafe(question, loop)
+        try:
+            return wait_from_worker(future, job.cancel)
+        except Cancelled:
+            raise
+        except Exception as exc:  # the client cannot show the question: nobody to ask
+            log.info("window/showMessageRequest failed: %s", exc)
+            return None
 
     def stop(self) -> None:
         self.worker.shutdown()
