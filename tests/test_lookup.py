@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from glm_lsp.runtime.lookup import DraftLength, NgramIndex, reference_draft
+from glm_lsp.runtime.lookup import NgramIndex, reference_draft
 
 tokens = st.lists(st.integers(0, 5), max_size=60)  # a small alphabet: many repeats
 
@@ -67,23 +67,10 @@ def test_no_match_no_draft_and_bad_ids_refused() -> None:
         NgramIndex(max_n=1, min_n=2)
 
 
-def test_draft_length_grows_on_success_and_backs_off_on_misses() -> None:
-    d = DraftLength(8)
-    assert d.next() == 8
-    d.update(8, 3)
-    assert d.next() == 4  # accepted + 1
-    d.update(4, 4)
-    assert d.next() == 8
-    d.update(8, 0)  # first miss: no pause
-    assert d.next() == 1
-    d.update(1, 0)  # second miss in a row: skip one step
-    assert [d.next(), d.next()] == [0, 1]
-    d.update(1, 0)
-    assert [d.next() for _ in range(4)] == [0, 0, 0, 1]
-    d.update(1, 1)  # a hit resets the back-off and grows again
-    assert d.next() == 2
-    assert d.misses == 0
-    d.update(0, 0)  # no draft proposed: nothing learnt
-    assert d.next() == 2
-    with pytest.raises(ValueError):
-        DraftLength(0)
+def test_lookup_reports_the_length_of_the_suffix_it_matched() -> None:
+    index = NgramIndex()
+    index.extend([1, 2, 3, 4, 5, 9, 3, 4])
+    assert index.lookup(2) == ([5, 9], 2)  # (3, 4): a 2-token match
+    index.extend([5, 9])
+    assert index.lookup(2) == ([3, 4], 4)  # (4, 5, 9)... the longest suffix, 4 tokens: 3 4 5 9
+    assert NgramIndex().lookup(4) == ([], 0)

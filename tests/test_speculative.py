@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import mlx.core as mx
@@ -14,7 +16,8 @@ from mlx_lm.models.cache import make_prompt_cache, trim_prompt_cache
 from mlx_lm.sample_utils import apply_top_p, make_sampler
 
 from glm_lsp.runtime.base import Cancelled, CompletionRequest
-from glm_lsp.runtime.lookup import DraftLength, NgramIndex
+from glm_lsp.runtime.draft_policy import DraftPolicy, PassCost
+from glm_lsp.runtime.lookup import NgramIndex
 from glm_lsp.runtime.mlx import MLXModel
 from glm_lsp.runtime.scripted import ScriptedReplies
 from glm_lsp.runtime.speculative import DraftStats, speculative_generate_step
@@ -26,6 +29,17 @@ CODE = "".join(f"def f{i}(x):\n    return x + {i}\n" for i in range(12))
 @pytest.fixture(scope="module")
 def model(tiny_model_dir: Path) -> MLXModel:
     return MLXModel(str(tiny_model_dir))
+
+
+@contextlib.contextmanager
+def pass_cost(model: MLXModel, cost: PassCost | None) -> Iterator[None]:
+    """What the draft policy is told a pass costs: None as if fed tokens were free (memory-bound
+    hardware), so tests of drafting do not depend on this machine's timings."""
+    learnt, model.pass_cost = model.pass_cost, cost
+    try:
+        yield
+    finally:
+        model.pass_cost = learnt
 
 
 def wrap(text: str) -> str:
@@ -81,7 +95,8 @@ def test_drafts_are_accepted_on_a_copy_and_the_output_stays_exact(
     prompt = wrap("Copy this:\n" + CODE)
     a = run(model.conversation(kv_bits=kv_bits, speculative=False), prompt, 160)
     spec = model.conversation(kv_bits=kv_bits)  # on by default
-    b = run(spec, prompt, 160)
+    with pass_cost(model, None):
+        b = run(spec, prompt, 160)
     assert b.text == a.text
     assert b.stats.draftAcceptedTokens > 20
     assert b.stats.draftTokens >= b.stats.draftAcceptedTokens
@@ -94,7 +109,8 @@ def test_scripted_replies_are_exact_and_copies_are_drafted(model: MLXModel) -> N
     replies = [reply, "fine</think>done"]
     conv = model.conversation(scripted=ScriptedReplies(replies))
     prompt = wrap("Rewrite this with one change:\n" + CODE)
-    c = run(conv, prompt, 4096)
+    with pass_cost(model, None):
+        c = run(conv, prompt, 4096)
     assert c.text == reply
     assert c.stats.generatedTokens == len(model.encode(reply)) + 1
     # Forced tokens accept every draft that matches the script, as a model copying text does.
@@ -199,7 +215,7 @@ def test_sampled_output_follows_the_plain_distribution(model: MLXModel) -> None:
                 model.model,
                 cache,
                 index=index,
-                lengths=DraftLength(8),
+                policy=DraftPolicy(8),
                 max_tokens=n_tokens,
                 sampler=make_sampler(temp, top_p),
                 logits_processors=[restrict],
@@ -305,3 +321,24 @@ def test_glm_lsp_run_is_exact_with_and_without_speculation(
     assert "-    return x + 5\n+    return x - 5\n" in on.stdout
     assert "drafts " in on.stderr  # the stats line shows the acceptance
     assert "drafts " not in off.stderr
+
+
+def test_the_draft_length_follows_what_a_pass_costs(model: MLXModel) -> None:
+    replies = ["<think>Copy it.</think>" + CODE + "</tool_call>"] * 2
+    prompt = wrap("Copy this:\n" + CODE)
+    linear = PassCost()
+    for fed in range(1, 10):
+        linear.observe(fed, 0.01 * fed)  # every fed token costs a whole pass
+    with pass_cost(model, linear):
+        dear = run(model.conversation(scripted=ScriptedReplies(replies)), prompt, 4096)
+    with pass_cost(model, None):
+        free = run(model.conversation(scripted=ScriptedReplies(replies)), prompt, 4096)
+    assert dear.text == free.text
+    # Where feeding costs nothing every copy is drafted in long runs; where each token costs a
+    # pass, only runs sure to land are (the gain must be 10%), so far fewer tokens are drafted.
+    assert free.stats.draftAcceptedTokens >= len(model.encode(CODE)) // 2
+    assert dear.stats.draftTokens < free.stats.draftTokens
+    timed = PassCost()
+    with pass_cost(model, timed):
+        run(model.conversation(scripted=ScriptedReplies(replies)), prompt, 4096)
+    assert 1 in timed.times and max(timed.times) > 1  # the real rounds were timed, by size

@@ -143,6 +143,7 @@ class DistributedModel(MLXModel):
     def __init__(self, name: str, loaded: tuple[Any, Any, Path], cluster: Cluster) -> None:
         super().__init__(name, loaded)
         self.cluster = cluster
+        self.pass_cost = None  # every rank must choose the same draft lengths: no timings
 
     def conversation(self, **kwargs: Any) -> DistributedConversation:
         return DistributedConversation(self, **kwargs)

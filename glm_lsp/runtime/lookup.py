@@ -59,10 +59,15 @@ class NgramIndex:
     def draft(self, limit: int) -> list[int]:
         """Up to `limit` tokens that followed the latest earlier occurrence of the longest matching
         suffix (max_n tokens down to min_n); [] when nothing matches."""
+        return self.lookup(limit)[0]
+
+    def lookup(self, limit: int) -> tuple[list[int], int]:
+        """The draft and the length of the suffix it was found from (0: no match). How well drafts
+        land depends on that length, so draft_policy.py keeps its estimates per length."""
         toks = self.tokens
         size = len(toks)
         if limit <= 0 or size == 0:
-            return []
+            return [], 0
         key = 0
         found = -1
         keys = []
@@ -74,8 +79,8 @@ class NgramIndex:
                 break
             found = self._latest[n].get(key, -1)
             if found >= 0:
-                return toks[found + 1 : found + 1 + limit]
-        return []
+                return toks[found + 1 : found + 1 + limit], n
+        return [], 0
 
 
 def reference_draft(tokens: list[int], limit: int, max_n: int = 4, min_n: int = 2) -> list[int]:
@@ -89,37 +94,3 @@ def reference_draft(tokens: list[int], limit: int, max_n: int = 4, min_n: int = 
             if tokens[start : start + n] == suffix:
                 return tokens[start + n : start + n + limit]
     return []
-
-
-class DraftLength:
-    """How many tokens to draft next, from how the last drafts fared: double after a fully accepted
-    draft, shrink to what was accepted plus one otherwise, and after drafts that were rejected at
-    their first token skip drafting for a growing number of steps (on hardware where a batch costs
-    per token, text with nothing to copy must not pay for guesses that never land)."""
-
-    def __init__(self, maximum: int) -> None:
-        if maximum < 1:
-            raise ValueError("draftTokens must be a positive integer")
-        self.maximum = maximum
-        self.length = maximum
-        self.misses = 0  # drafts in a row rejected at their first token
-        self.skip = 0  # steps left without a draft
-
-    def next(self) -> int:
-        if self.skip > 0:
-            self.skip -= 1
-            return 0
-        return self.length
-
-    def update(self, proposed: int, accepted: int) -> None:
-        if proposed == 0:
-            return
-        if accepted == proposed:
-            self.length = min(self.maximum, 2 * self.length)
-        else:
-            self.length = max(1, accepted + 1)
-        if accepted == 0:
-            self.misses += 1
-            self.skip = min(2 ** (self.misses - 1), 16) - 1
-        else:
-            self.misses = 0

@@ -38,8 +38,9 @@ from glm_lsp.runtime.base import (
     OnText,
     Stats,
 )
+from glm_lsp.runtime.draft_policy import DraftPolicy, PassCost
 from glm_lsp.runtime.history import Plan, TokenHistory
-from glm_lsp.runtime.lookup import DraftLength, NgramIndex
+from glm_lsp.runtime.lookup import NgramIndex
 from glm_lsp.runtime.model_loader import load_model
 from glm_lsp.runtime.scripted import ForcedTokens, ScriptedReplies
 from glm_lsp.runtime.speculative import DraftStats, speculative_generate_step
@@ -70,6 +71,9 @@ class MLXModel:
         self.name = model
         self.fingerprint = weights_fingerprint(self.path)
         self.lock = threading.Lock()  # one generation at a time on the device
+        # What a forward pass costs by tokens fed, learnt while decoding: speculation drafts only
+        # as far as it pays on this hardware (draft_policy.py).
+        self.pass_cost: PassCost | None = PassCost()
         vocab = self.tokenizer.get_vocab()
         self.stop_text = {vocab[t]: t for t in STOP_TOKENS if t in vocab}
         for eos in self.tokenizer.eos_token_ids or ():
@@ -252,6 +256,7 @@ class MLXConversation:
                     plan.new_tokens,
                     lookup=self.lookup if speculative else None,
                     draft_tokens=self.draft_tokens,
+                    pass_cost=self.m.pass_cost,
                     max_tokens=max_tokens,
                     sampler=sampler,
                     processors=processors,
@@ -364,6 +369,7 @@ def token_steps(
     draft_tokens: int,
     max_tokens: int,
     sampler: Any,
+    pass_cost: PassCost | None = None,
     processors: list[Any] | None,
     kv_bits: int | None,
     progress: Callable[[int, int], None],
@@ -373,7 +379,8 @@ def token_steps(
 ) -> Generator[int, None, None]:
     """The generated token ids after `new_tokens`: prompt-lookup speculative decoding when a lookup
     index is given (it must hold the whole context), else mlx-lm's stream_generate. Every rank of a
-    distributed model runs this same generator, so its calls to `progress` line up."""
+    distributed model runs this same generator, so its calls to `progress` line up; there
+    `pass_cost` is None, as draft lengths chosen from each rank's own timings would differ."""
     if seed is not None:  # every rank draws the same samples from the same logits
         mx.random.seed(seed)
     if lookup is not None:
@@ -385,7 +392,7 @@ def token_steps(
                 model,
                 cache,
                 index=lookup,
-                lengths=DraftLength(draft_tokens),
+                policy=DraftPolicy(draft_tokens, cost=pass_cost),
                 max_tokens=max_tokens,
                 sampler=sampler,
                 logits_processors=processors,

@@ -66,12 +66,19 @@ class ForcedTokens:
         self.prompt_length = prompt_length  # None: the first call's history length
 
     def __call__(self, history: mx.array, logits: mx.array) -> mx.array:
+        return self.positions(history.shape[0], logits)
+
+    def positions(self, history_length: int, logits: mx.array) -> mx.array:
+        """Every row of a pass at once (row i follows a history of history_length + i tokens): only
+        the length matters here, so a verification pass costs a few array operations, not a few
+        per drafted position."""
         if self.prompt_length is None:
-            self.prompt_length = history.shape[0]
-        step = history.shape[0] - self.prompt_length
-        token = self.tokens[min(max(step, 0), len(self.tokens) - 1)]
+            self.prompt_length = history_length
+        step, last = history_length - self.prompt_length, len(self.tokens) - 1
+        wanted = [self.tokens[min(max(step + i, 0), last)] for i in range(logits.shape[0])]
         vocab = mx.arange(logits.shape[-1])
         # The kept logit is the model's own (NaN made finite), not a constant: MLX is lazy, and a
         # choice that did not depend on the logits would leave the forward passes unevaluated
         # until something later read the KV cache, so decode would only look fast.
-        return mx.where(vocab == token, mx.nan_to_num(logits), -mx.inf)
+        keep = vocab[None, :] == mx.array(wanted)[:, None]
+        return mx.where(keep, mx.nan_to_num(logits), -mx.inf)

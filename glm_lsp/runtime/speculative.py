@@ -9,12 +9,14 @@ t"). Rejected positions are trimmed from the cache. The structure (prefill, step
 mlx-lm's `speculative_generate_step`, which needs a draft model.
 
 Like `generate_step`, a token is yielded only once its keys and values are in the cache, and the
-next forward pass is already running while the caller handles the yielded tokens.
+next forward pass is already running while the caller handles the yielded tokens. How long each
+draft is comes from draft_policy.py, which is told each round's acceptance and wall time.
 """
 
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable, Collection, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +25,8 @@ import mlx.core as mx
 from mlx_lm.generate import generation_stream, maybe_quantize_kv_cache
 from mlx_lm.models.cache import trim_prompt_cache
 
-from glm_lsp.runtime.lookup import DraftLength, NgramIndex
+from glm_lsp.runtime.draft_policy import DraftPolicy
+from glm_lsp.runtime.lookup import NgramIndex
 
 PREFILL_STEP = 2048  # generate_step's default chunk
 
@@ -43,7 +46,7 @@ def speculative_generate_step(
     cache: list[Any],
     *,
     index: NgramIndex,
-    lengths: DraftLength,
+    policy: DraftPolicy,
     max_tokens: int,
     sampler: Callable[[mx.array], mx.array],
     logits_processors: list[Processor] | None = None,
@@ -54,7 +57,8 @@ def speculative_generate_step(
     stats: DraftStats | None = None,
 ) -> Generator[int, None, None]:
     """Yield up to max_tokens tokens after `prompt` (the tokens not yet in `cache`). `index` must
-    hold the whole context, cached tokens and `prompt`; it is extended with what is generated."""
+    hold the whole context, cached tokens and `prompt`; it is extended with what is generated.
+    `policy` chooses each draft's length and learns from each round's acceptance and time."""
     stats = stats if stats is not None else DraftStats()
     progress = prompt_progress_callback or (lambda *_: None)
     quantize = functools.partial(
@@ -79,9 +83,13 @@ def speculative_generate_step(
 
         # What logits processors see before a position, as in generate_step: the prompt's new
         # tokens and the generated ones (the token fed at that position included).
-        history = mx.array(prompt[:-1], mx.uint32) if logits_processors else None
+        # Processors with a `positions(history_length, rows)` method (ForcedTokens) need only the
+        # length and take a whole pass at once; any other gets each position's tokens.
+        by_length = all(callable(getattr(p, "positions", None)) for p in logits_processors or ())
+        tokens = None if by_length else mx.array(prompt[:-1], mx.uint32)
+        history = _Seen(len(prompt) - 1, tokens)
 
-        def launch(head: int | mx.array, draft: list[int], seen: mx.array | None) -> _Round:
+        def launch(head: int | mx.array, draft: list[int], match: int, seen: _Seen) -> _Round:
             """One forward pass over head + draft; the draws stay lazy (computed asynchronously)."""
             if isinstance(head, int):
                 fed = mx.array([head, *draft], mx.uint32)
@@ -91,11 +99,14 @@ def speculative_generate_step(
                 )
             logits = model(fed[None], cache=cache)[0]  # (positions, vocab)
             quantize(cache)
-            if logits_processors:
-                assert seen is not None
+            if logits_processors and by_length:
+                for processor in logits_processors:
+                    logits = processor.positions(seen.length + 1, logits)  # type: ignore[attr-defined]
+            elif logits_processors:
+                assert seen.tokens is not None
                 rows = []
                 for i in range(len(draft) + 1):
-                    before = mx.concatenate([seen, fed[: i + 1]])
+                    before = mx.concatenate([seen.tokens, fed[: i + 1]])
                     row = logits[i : i + 1]
                     for processor in logits_processors:
                         row = processor(before, row)
@@ -105,25 +116,40 @@ def speculative_generate_step(
             drawn = sampler(logprobs)
             mx.async_eval(drawn)
             stats.passes += 1
-            return _Round(fed, draft, drawn, seen)
+            return _Round(fed, draft, match, drawn, seen)
+
+        def plan(room: int, decided: int | None = None) -> tuple[list[int], int]:
+            """The next round's draft, as long as pays (or as `decided`), and its match length."""
+            if room <= 0:
+                return [], 0
+            if decided is not None:
+                return index.lookup(min(decided, room))
+            candidate, match = index.lookup(min(policy.maximum, room))
+            return candidate[: policy.choose(match, len(candidate))], match
 
         x, x_generated = prompt[-1], False  # the token fed by the pending round, and whose it is
-        limit = min(lengths.next(), max_tokens)
-        pending = launch(x, index.draft(limit) if limit else [], history)
+        pending = launch(x, *plan(max_tokens), history)
         emitted = 0  # tokens yielded, or decided and about to be
+        last = time.perf_counter()
         while True:
-            # A round without a draft whose successor will likely have none either (nothing in
-            # the context matches, or drafting is backing off): chain the next single-token step
-            # on the lazy draw before waiting for it, as generate_step does, so building the
-            # graph overlaps the computation.
-            chained = None
+            # A round without a draft whose successor will likely have none either: chain the
+            # next single-token step on the lazy draw before waiting for it, as generate_step
+            # does, so building the graph overlaps the computation. The successor's draft is
+            # guessed from the context without the pending draw.
+            chained, decided = None, None
             after_pending = emitted + (1 if x_generated else 0)
-            quiet = not pending.draft and (lengths.skip > 0 or not index.draft(1))
-            if quiet and after_pending < max_tokens and x not in stop_tokens:
-                lengths.next()
-                chained = launch(pending.drawn[0], [], _extend(pending.seen, pending.fed))
+            if not pending.draft and after_pending < max_tokens and x not in stop_tokens:
+                candidate, match = index.lookup(policy.maximum)
+                decided = policy.choose(match, len(candidate))
+                if decided == 0:
+                    seen = pending.seen.extend(pending.fed, len(pending.fed))
+                    chained = launch(pending.drawn[0], [], 0, seen)
 
             drawn = pending.drawn.tolist()
+            now = time.perf_counter()
+            if policy.cost is not None:
+                policy.cost.observe(len(pending.draft) + 1, now - last)
+            last = now
             draft = pending.draft
             accepted = 0
             while accepted < len(draft) and drawn[accepted] == draft[accepted]:
@@ -132,7 +158,7 @@ def speculative_generate_step(
                 trim_prompt_cache(cache, len(draft) - accepted)
             stats.proposed += len(draft)
             stats.accepted += accepted
-            lengths.update(len(draft), accepted)
+            policy.update(pending.match, len(draft), accepted)
             if not x_generated:
                 progress(total, total)  # the first token is out: a last chance to cancel
 
@@ -154,10 +180,9 @@ def speculative_generate_step(
             if chained is not None:
                 pending = chained
             else:
-                seen = _extend(pending.seen, pending.fed[: accepted + 1])
-                room = max_tokens - emitted - 1  # x itself takes one
-                limit = 0 if x in stop_tokens or room <= 0 else min(lengths.next(), room)
-                pending = launch(x, index.draft(limit) if limit else [], seen)
+                seen = pending.seen.extend(pending.fed, accepted + 1)
+                room = 0 if x in stop_tokens else max_tokens - emitted - 1  # x takes one
+                pending = launch(x, *plan(room, decided), seen)
             if stats.passes % 256 == 0:
                 mx.clear_cache()
             yield from out
@@ -167,9 +192,19 @@ def speculative_generate_step(
 class _Round:
     fed: mx.array  # the head token and the draft, as fed
     draft: list[int]
+    match: int  # the suffix length the draft was found from (0: none)
     drawn: mx.array  # the sampler's draw at each position (lazy until evaluated)
-    seen: mx.array | None  # what logits processors saw before this round
+    seen: _Seen  # what logits processors saw before this round
 
 
-def _extend(seen: mx.array | None, fed: mx.array) -> mx.array | None:
-    return None if seen is None else mx.concatenate([seen, fed])
+@dataclass(frozen=True)
+class _Seen:
+    """What logits processors saw before a round: how many tokens, and the tokens themselves
+    unless every processor needs only the number (then no array grows round by round)."""
+
+    length: int
+    tokens: mx.array | None
+
+    def extend(self, fed: mx.array, count: int) -> _Seen:
+        more = None if self.tokens is None else mx.concatenate([self.tokens, fed[:count]])
+        return _Seen(self.length + count, more)
