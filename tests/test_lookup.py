@@ -40,6 +40,27 @@ def test_sync_extends_or_rebuilds_to_exactly_the_given_history(
     assert index.draft(8) == reference_draft(target, 8)
 
 
+@settings(max_examples=200, deadline=None)
+@given(tokens, st.integers(0, 60), tokens)
+def test_truncate_is_exactly_never_having_appended_the_rest(
+    first: list[int], cut: int, more: list[int]
+) -> None:
+    index = NgramIndex(max_n=4, min_n=2)
+    index.extend(first)
+    index.truncate(cut)
+    fresh = NgramIndex(max_n=4, min_n=2)
+    fresh.extend(first[:cut])
+    assert (index.tokens, index._latest, index._previous) == (
+        fresh.tokens,
+        fresh._latest,
+        fresh._previous,
+    )
+    index.extend(more)  # and it goes on as the fresh one would
+    fresh.extend(more)
+    assert index._latest == fresh._latest
+    assert index.draft(8) == reference_draft(first[:cut] + more, 8)
+
+
 def test_copying_a_region_drafts_its_continuation() -> None:
     index = NgramIndex()
     index.extend([1, 2, 3, 4, 5, 6, 7, 8, 9, 2, 3])

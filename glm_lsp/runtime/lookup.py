@@ -8,16 +8,19 @@ speculative.py verifies them against the model, so a wrong draft costs time, nev
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterable
 
 # Token ids are packed into one int per n-gram (exact, no hashing): 24 bits covers any vocabulary.
 _BITS = 24
 _LIMIT = 1 << _BITS
+_UNINDEXED = -2  # in _previous: no n-gram of that length ended there
 
 
 class NgramIndex:
     """The token history with, for each n-gram (min_n <= n <= max_n), where its latest occurrence
-    that has a following token ends. Appending a token is O(max_n), a lookup O(max_n)."""
+    that has a following token ends. Appending a token is O(max_n), a lookup O(max_n), and taking
+    the last k tokens back (a cancelled completion) O(k * max_n)."""
 
     def __init__(self, max_n: int = 4, min_n: int = 2) -> None:
         if not 1 <= min_n <= max_n:
@@ -26,6 +29,9 @@ class NgramIndex:
         self.tokens: list[int] = []
         # _latest[n][packed n-gram] = index of the end of its latest occurrence with a follower
         self._latest: list[dict[int, int]] = [{} for _ in range(max_n + 1)]
+        # _previous[n][i]: what _latest held for the n-gram that appending token i indexed (-1:
+        # nothing), so truncation can put it back. Flat arrays: 8 bytes per token and length.
+        self._previous = [array("q") for _ in range(max_n + 1)]
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -40,21 +46,49 @@ class NgramIndex:
         toks = self.tokens
         end = len(toks) - 1  # the n-grams ending here now have a follower: index them
         key = 0
-        for n in range(1, min(self.max_n, end + 1) + 1):
+        for n in range(1, self.max_n + 1):
+            if n > end + 1:
+                if n >= self.min_n:
+                    self._previous[n].append(_UNINDEXED)
+                continue
             key |= toks[end - n + 1] << (_BITS * (n - 1))
             if n >= self.min_n:
+                self._previous[n].append(self._latest[n].get(key, -1))
                 self._latest[n][key] = end
         toks.append(token)
 
+    def truncate(self, length: int) -> None:
+        """Keep the first `length` tokens, exactly as if the rest had never been appended."""
+        toks = self.tokens
+        for i in range(len(toks) - 1, length - 1, -1):
+            end = i - 1
+            key = 0
+            for n in range(1, self.max_n + 1):
+                if n > end + 1:
+                    break
+                key |= toks[end - n + 1] << (_BITS * (n - 1))
+                if n >= self.min_n:
+                    previous = self._previous[n][i]
+                    if previous == -1:
+                        del self._latest[n][key]
+                    else:
+                        self._latest[n][key] = previous
+        del toks[length:]
+        for n in range(self.min_n, self.max_n + 1):
+            del self._previous[n][length:]
+
     def sync(self, tokens: list[int]) -> None:
         """Make the index hold exactly `tokens`: extend when they continue what it holds (the usual
-        case, a conversation grows), rebuild otherwise (compaction rewrote the history)."""
+        case, a conversation grows), else take back what differs first (a cancelled completion, a
+        compacted history) and extend from there."""
         held = len(self.tokens)
-        if held <= len(tokens) and tokens[:held] == self.tokens:
-            self.extend(tokens[held:])
-            return
-        self.tokens, self._latest = [], [{} for _ in range(self.max_n + 1)]
-        self.extend(tokens)
+        if held > len(tokens) or tokens[:held] != self.tokens:
+            common = next(
+                (i for i, (a, b) in enumerate(zip(self.tokens, tokens, strict=False)) if a != b),
+                min(held, len(tokens)),
+            )
+            self.truncate(common)
+        self.extend(tokens[len(self.tokens) :])
 
     def draft(self, limit: int) -> list[int]:
         """Up to `limit` tokens that followed the latest earlier occurrence of the longest matching
