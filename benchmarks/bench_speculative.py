@@ -1,7 +1,8 @@
 """Speculative decoding (issue 17): decode tok/s through `glm-lsp run` with speculation on and off,
 against raw mlx-lm `stream_generate` measured in the same rounds, and forward passes per token.
 
-Run: python -m benchmarks.bench_speculative [--quick]
+Run: python -m benchmarks.bench_speculative [--quick] [--rounds N] [--model tiny|larger]
+       [--turns edit,write,prose]
 
 Three scripted turns (design section 7) on a small workspace: (a) an edit that copies a 30-line
 region it just read (read_file, edit_file, answer), (b) a write_file that rewrites a file it read
@@ -17,6 +18,7 @@ spread.
 
 from __future__ import annotations
 
+import argparse
 import collections
 import contextlib
 import io
@@ -24,7 +26,6 @@ import json
 import re
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -246,10 +247,14 @@ class RawAnchor:
             trim_prompt_cache(self.cache, self.cache[0].offset - self.base)
 
 
-def measure(model_dir: Path, rounds: int = ROUNDS) -> dict[str, Any]:
+def measure(
+    model_dir: Path, rounds: int = ROUNDS, turns: list[str] | None = None
+) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="glm-lsp-bench-spec-"))
     out: dict[str, Any] = {}
     for name, work in workloads().items():
+        if turns is not None and name not in turns:
+            continue
         first = glm_run(model_dir, tmp, name, work, False, None)  # warm-up, raw prompt, cache
         seed, tokens = first["cache"], first["generated"]
         raw = RawAnchor(model_dir, first["main_prompt"], first["main_tokens"])
@@ -326,12 +331,25 @@ def table(results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def run(rounds: int = ROUNDS) -> dict[str, Any]:
-    return {label: measure(path, rounds) for label, path in models().items()}
+def run(
+    rounds: int = ROUNDS, model: str | None = None, turns: list[str] | None = None
+) -> dict[str, Any]:
+    chosen = {k: v for k, v in models().items() if model is None or k.startswith(model)}
+    return {label: measure(path, rounds, turns) for label, path in chosen.items()}
 
 
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="speculative decoding through glm-lsp run")
+    parser.add_argument("--quick", action="store_true", help="one round")
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="interleaved rounds")
+    parser.add_argument("--model", choices=["tiny", "larger"], help="one model only")
+    parser.add_argument("--turns", help="comma-separated: edit,write,prose")
+    args = parser.parse_args()
     t = time.perf_counter()
-    results = run(1 if "--quick" in sys.argv else ROUNDS)
+    turns = args.turns.split(",") if args.turns else None
+    unknown = set(turns or ()) - set(workloads())
+    if unknown:
+        parser.error(f"--turns: unknown {', '.join(sorted(unknown))}; choose from edit,write,prose")
+    results = run(1 if args.quick else args.rounds, args.model, turns)
     print(table(results))
     print(f"({time.perf_counter() - t:.0f} s)")
