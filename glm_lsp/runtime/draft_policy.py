@@ -82,11 +82,15 @@ class _Acceptance:
     def expected_tokens(self, draft: int) -> float:
         """Tokens a round yields: the fed token's draw plus each draft token while all before it
         landed."""
-        total, all_landed = 1.0, 1.0
-        for position in range(draft):
+        return self.expected_by_length(draft)[draft]
+
+    def expected_by_length(self, longest: int) -> list[float]:
+        """expected_tokens(d) for every d from 0 to `longest`, in one pass."""
+        totals, all_landed = [1.0], 1.0
+        for position in range(longest):
             all_landed *= self.chance(position)
-            total += all_landed
-        return total
+            totals.append(totals[-1] + all_landed)
+        return totals
 
 
 @dataclass
@@ -114,11 +118,11 @@ class DraftPolicy:
 
     def best(self, match: int, available: int) -> int:
         """The draft length with the most expected tokens per second; 0 when no draft pays."""
-        stats = self.acceptance(match)
+        expected = self.acceptance(match).expected_by_length(min(available, self.maximum))
         best, best_rate = 0, 0.0  # tokens per T(1)
-        for d in range(1, min(available, self.maximum) + 1):
+        for d in range(1, len(expected)):
             relative = self.cost.relative(1 + d) if self.cost else 1.0
-            per_time = stats.expected_tokens(d) / relative
+            per_time = expected[d] / relative
             if per_time > best_rate:
                 best, best_rate = d, per_time
         return best if best_rate >= GAIN_MARGIN else 0
