@@ -162,6 +162,27 @@ class Workbench:
         return " ".join(view.first.inner_text().split())
 
 
+# What CI prints of a failure: the artifacts stay on its machine, so the log tails that tell
+# "the request never left" from "the server never answered" go to stdout too.
+LOG_TAILS = (
+    ("GLM Server.log", 40, ("glm/stream", "$/progress")),  # the LSP trace, less the stream
+    ("GLM.log", 15, ()),  # what the user saw in the GLM output channel
+    ("remoteexthost.log", 15, ()),  # the extension host: activation and crashes
+)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """After a failure, the tails of the logs the fixture kept in ARTIFACTS."""
+    if not FAILED:
+        return
+    for name, count, noise in LOG_TAILS:
+        for path in sorted((ARTIFACTS / "logs").rglob(f"*{name}")):
+            lines = path.read_text(errors="replace").splitlines()
+            kept = [line[:240] for line in lines if not any(n in line for n in noise)]
+            terminalreporter.section(f"last {count} lines of {path.name} (of {len(lines)})")
+            terminalreporter.write_line("\n".join(kept[-count:]))
+
+
 @pytest.fixture(scope="session")
 def vscode(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workbench]:
     entry = need("E2E_CODE_SERVER")
