@@ -221,6 +221,8 @@ def test_max_steps_stops_and_returns_edits_for_review(
         lambda c: (seen.append(c) or False, "review only"),
     )
     assert outcome.result.stopped == "stopped after maxSteps (2) tool calls"
+    logged = session.log.records()[-1]
+    assert logged["stopLimit"] == "maxSteps" and logged["stopped"] == outcome.result.stopped
     assert [c.path for c in seen[0].changes] == ["n0.txt", "n1.txt"]
     assert not (workspace / "n0.txt").exists()
 

@@ -363,7 +363,7 @@ def test_compaction_truncation_and_archives(tmp_path: Path, capsys) -> None:
     records = [
         _request(1, "one", 1),
         _request(2, "two", 2, compacted={"droppedTurns": [1]}),
-        _request(3, "three", 2, stopped="the model reached maxTokens (4096) in one completion"),
+        _request(3, "three", 2, stopped="cut short", stopLimit="maxTokens"),
     ]
     (state / "thinking.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     (state / "thinking-20250101T000000000000Z.jsonl").write_text(
@@ -384,3 +384,20 @@ def test_compaction_truncation_and_archives(tmp_path: Path, capsys) -> None:
     assert "<think>r0</think>one 0" not in lines[-1]["prompt"]
     assert "<|assistant|></think>one 0" in lines[-1]["prompt"]
     assert lines[-1]["prompt"].endswith("<|user|>three?<|assistant|><think>")
+
+
+def test_a_log_from_before_stop_limit_still_skips_the_cut_off_completion(
+    tmp_path: Path, capsys
+) -> None:
+    """Older logs name the limit only in the `stopped` sentence; maxSteps cuts off no completion."""
+    ws = tmp_path / "ws"
+    (ws / ".glm-lsp").mkdir(parents=True)
+    records = [
+        _request(1, "one", 1, stopped="the model reached maxTokens (4096) in one completion"),
+        _request(2, "two", 1, stopped="the maxTokens of the task were met", stopLimit="maxSteps"),
+    ]
+    (ws / ".glm-lsp" / "thinking.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    code, lines, err = export(ws, capsys=capsys)
+    assert code == 0
+    assert [line["messages"][-1]["content"] for line in lines] == ["two 0"]
+    assert "1 cut off by maxTokens" in err

@@ -21,6 +21,7 @@ from glm_lsp.glm.parse import ContentDelta, End, ParseError, ReasoningDelta, Str
 from glm_lsp.glm.parse import ToolCall as ParsedCall
 from glm_lsp.glm.tool_schemas import TOOLS
 from glm_lsp.runtime.base import Backend, CompletionRequest, Stats
+from glm_lsp.wire.records import StopLimit
 
 # (kind, text): reasoning | content | tool_call | tool_result | progress, and tool_output: a
 # piece of a running command's output (sent to the editor as tool_result as it comes).
@@ -69,7 +70,7 @@ class AgentResult:
     reads: dict[str, str | None]
     compacted_turns: list[int] = field(default_factory=list)
     stopped: str | None = None  # why the loop ended early (maxSteps, maxTokens), as a sentence
-    stop_limit: str | None = None  # which limit ended it: "maxTokens" | "maxSteps"
+    stop_limit: StopLimit | None = None  # which limit ended it
     verification: Verification | None = None  # verifyCommand's last outcome on the final edit
 
 
@@ -143,7 +144,7 @@ class Agent:
         self.compacted: list[int] = []
         messages: list[dict[str, Any]] = [{"role": "user", "content": user_message(request)}]
         stats, reasoning, steps, stopped, text = Stats(), [], 0, None, ""
-        stop_limit: str | None = None
+        stop_limit: StopLimit | None = None
         verification: Verification | None = None
         rounds = 0
         while True:

@@ -251,6 +251,7 @@ class Session:
             reviewed=report.landings is not None,  # the user chose per file/hunk what landed
             compacted=Compacted(result.compacted_turns) if result.compacted_turns else None,
             stopped=result.stopped,
+            stop_limit=result.stop_limit,
             verification=result.verification.wire() if result.verification else None,
             failure_reason=reason if reason and not applied else None,
             # session/load replays what the user typed, not the wrapper around it

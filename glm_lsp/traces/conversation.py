@@ -88,7 +88,7 @@ def steps(records: Sequence[dict[str, Any]], *, preserve_thinking: bool = True) 
         ]
         messages = record["messages"]
         last = max((j for j, m in enumerate(messages) if m.get("role") == "assistant"), default=-1)
-        truncated = "maxTokens" in str(record.get("stopped") or "")
+        truncated = _cut_off(record)
         for j, message in enumerate(messages):
             if message.get("role") != "assistant":
                 continue
@@ -107,3 +107,11 @@ def steps(records: Sequence[dict[str, Any]], *, preserve_thinking: bool = True) 
                 clear_thinking=not preserve_thinking,
                 skip=skip,
             )
+
+
+def _cut_off(record: dict[str, Any]) -> bool:
+    """Whether maxTokens ended the request's last completion. Logs written before `stopLimit`
+    existed say so only in the `stopped` sentence, which the loop worded "… maxTokens (N) …"."""
+    if "stopLimit" in record:
+        return record["stopLimit"] == "maxTokens"
+    return "maxTokens" in str(record.get("stopped") or "")

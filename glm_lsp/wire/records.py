@@ -8,6 +8,8 @@ import attrs
 
 from glm_lsp.wire.converter import converter, wire
 
+StopLimit = Literal["maxTokens", "maxSteps"]  # the settings that can end a request early
+
 
 @wire()
 @attrs.define
@@ -100,7 +102,8 @@ class LogRecord:
     applied: bool
     reviewed: bool = False  # the user chose per file/hunk what landed
     compacted: Compacted | None = None
-    stopped: str | None = None  # why the loop ended early (maxSteps, maxTokens)
+    stopped: str | None = None  # why the loop ended early, in words for the user
+    stop_limit: StopLimit | None = None  # the limit that ended it, for tools that read logs
     verification: Verification | None = None
     failure_reason: str | None = None
     prompt: str | None = None  # an ACP message as the user typed it (session/load replays it)

@@ -172,6 +172,8 @@ export interface LogRecord {
   compacted?: Compacted;
   /** a string or null */
   stopped?: string;
+  /** null, "maxTokens", "maxSteps" */
+  stopLimit?: "maxTokens" | "maxSteps";
   /** an object {command, exitCode, summary} or null */
   verification?: Verification;
   /** a string or null */
