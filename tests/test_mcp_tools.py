@@ -365,8 +365,10 @@ def test_mcp_json_needs_approval_per_content(tmp_path: Path, user_state: Path) -
         assert snap.tools == {}
         assert "glm-lsp mcp approve" in snap.notes[0]
         assert "approved" in approve(root)
-        approvals = json.loads((user_state / "glm-lsp" / "mcp-approvals.json").read_text())
+        approvals_file = user_state / "glm-lsp" / "mcp-approvals.json"
+        approvals = json.loads(approvals_file.read_text())
         assert list(approvals["approved"]) == [str(root.resolve())]
+        assert approvals_file.stat().st_mode & 0o777 == 0o600  # it says what may run here
         assert "t__add" in session.mcp.prepare(session.settings).tools
         # an edited file asks again; an "Allow once" answer lasts for this daemon only
         (root / ".mcp.json").write_text(json.dumps({"mcpServers": {"u": STDIO["t"]}}))

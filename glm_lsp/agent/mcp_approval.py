@@ -10,6 +10,8 @@ import logging
 import os
 from pathlib import Path
 
+from glm_lsp import textfile
+
 log = logging.getLogger(__name__)
 
 
@@ -42,16 +44,16 @@ class Approvals:
     def approve(self, root: Path, digest: str) -> None:
         approved = self._load()
         approved[str(root.resolve())] = digest
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"v": 1, "approved": approved}, indent=1) + "\n", "utf-8")
-        os.replace(tmp, self.path)
+        self._store(approved)
 
     def revoke(self, root: Path) -> bool:
         approved = self._load()
         if approved.pop(str(root.resolve()), None) is None:
             return False
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"v": 1, "approved": approved}, indent=1) + "\n", "utf-8")
-        os.replace(tmp, self.path)
+        self._store(approved)
         return True
+
+    def _store(self, approved: dict[str, str]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        text = json.dumps({"v": 1, "approved": approved}, indent=1) + "\n"
+        textfile.atomic_write(self.path, text.encode("utf-8"), 0o600)  # private, fsynced

@@ -24,6 +24,7 @@ from mlx_lm.generate import generation_stream
 
 from glm_lsp.errors import UsageError
 from glm_lsp.runtime.base import BackendError
+from glm_lsp.runtime.pids import alive
 
 T = TypeVar("T")
 MODES = ("pipeline", "tensor")
@@ -151,7 +152,7 @@ class Cluster:
             ]
             while self.lost is None:
                 for r, pid in local:
-                    if not _alive(pid):
+                    if not alive(pid):
                         self.fail(f"rank {r} (pid {pid}) exited")
                 time.sleep(POLL_S)
 
@@ -195,18 +196,3 @@ class Cluster:
 
 def _peer_error(message: str) -> bool:
     return any(w in message.lower() for w in ("[ring]", "[jaccl]", "[mpi]", "peer", "connection"))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child (not reaped yet) is gone as far as the group is concerned.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][:1] != "Z"
-    except (OSError, IndexError):
-        return True

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,11 +13,11 @@ from typing import Any
 from mlx_lm.models.cache import (
     load_prompt_cache,
     make_prompt_cache,
-    save_prompt_cache,
     trim_prompt_cache,
 )
 from mlx_lm.sample_utils import make_sampler
 
+from glm_lsp.runtime.cache_store import save_cache
 from glm_lsp.runtime.cluster import Cluster, RankLost
 from glm_lsp.runtime.lookup import NgramIndex
 from glm_lsp.runtime.mlx import MLXModel, token_steps, weights_fingerprint
@@ -155,13 +154,8 @@ class Mirror:
         path = self._path(note)
         if not path or self.cache is None:
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{os.getpid()}.tmp.safetensors")
-        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
         meta = self._identity(note["kv_bits"]) | {"tokens": json.dumps(self.tokens)}
-        save_prompt_cache(str(tmp), self.cache, meta)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
+        save_cache(path, self.cache, meta)
 
     def close(self, _note: dict[str, Any]) -> None:
         self.cache, self.tokens = None, []

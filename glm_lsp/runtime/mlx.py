@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
@@ -24,7 +23,6 @@ from mlx_lm.generate import generation_stream, stream_generate, wired_limit
 from mlx_lm.models.cache import (
     load_prompt_cache,
     make_prompt_cache,
-    save_prompt_cache,
     trim_prompt_cache,
 )
 from mlx_lm.sample_utils import make_sampler
@@ -38,6 +36,7 @@ from glm_lsp.runtime.base import (
     OnText,
     Stats,
 )
+from glm_lsp.runtime.cache_store import save_cache
 from glm_lsp.runtime.draft_policy import DraftPolicy, PassCost
 from glm_lsp.runtime.history import Plan, TokenHistory
 from glm_lsp.runtime.lookup import NgramIndex
@@ -161,34 +160,12 @@ class MLXConversation:
         """Write the cache and its token history atomically (temp file + rename)."""
         if not self.cache_path or not self.cache:
             return
-        self.cache_path.parent.mkdir(parents=True, exist_ok=True)
-        self._remove_stale_temp_files()
-        tmp = self.cache_path.with_name(f".{os.getpid()}.tmp.safetensors")
-        # Private from the first byte: the metadata holds the conversation's tokens.
-        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
         meta = {
             **self._identity(),
             "tokens": json.dumps(self.history.tokens),
             "segments": json.dumps(self.history.segments, ensure_ascii=False),
         }
-        with self.m.lock:
-            save_prompt_cache(str(tmp), self.cache, meta)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, self.cache_path)
-
-    def _remove_stale_temp_files(self) -> None:
-        """A kill -9 during save() leaves its temp file, as big as the cache: remove those whose
-        process is gone (the pid is in the name), never another live server's."""
-        assert self.cache_path is not None
-        for tmp in self.cache_path.parent.glob(".*.tmp.safetensors"):
-            pid = tmp.name.split(".")[1]
-            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
-                tmp.unlink(missing_ok=True)
+        save_cache(self.cache_path, self.cache, meta, self.m.lock)
 
     def count_tokens(self, text: str) -> int:
         return len(self.m.encode(text))
@@ -347,16 +324,6 @@ class MLXConversation:
                 f"the model's tokenizer has no {want} token; it is not a GLM-4.7 tokenizer"
             )
         return ids[want]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process: alive
-        return True
-    return True
 
 
 def token_steps(
