@@ -50,10 +50,6 @@ def vcs_dir(part: str) -> str | None:
     return _VCS_NAMES.get(name)
 
 
-def is_git_name(part: str) -> bool:
-    return vcs_dir(part) == ".git"
-
-
 def _under(path: Path, base: Path) -> bool:
     """path is base or below it, compared case-insensitively: on macOS and Windows `.GLM-LSP`
     is the state dir, and a false alarm on a case-sensitive disk only refuses a write."""
@@ -173,12 +169,6 @@ class Workspace:
     def version(self, rel: str) -> int | None:
         buffer = self.buffers(rel)
         return None if buffer is None else buffer[1]
-
-
-def read_disk(path: Path, rel: str) -> str | None:
-    """A file's native text (see glm_lsp.textfile), None when missing, ToolError when unreadable."""
-    loaded = load_disk(path, rel)
-    return None if loaded is None else loaded.text
 
 
 def load_disk(path: Path, rel: str) -> Decoded | None:

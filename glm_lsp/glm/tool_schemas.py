@@ -93,5 +93,3 @@ TOOLS: list[dict] = [
         timeout=_i("Seconds before the command is killed (at most the user's limit)."),
     ),
 ]
-
-TOOL_NAMES = tuple(t["function"]["name"] for t in TOOLS)

@@ -22,11 +22,6 @@ def utf16_len(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
-def end_position(text: str) -> lsp.Position:
-    lines = text.split("\n")
-    return lsp.Position(line=len(lines) - 1, character=utf16_len(lines[-1]))
-
-
 def text_edits(before: str, after: str) -> list[lsp.TextEdit]:
     """Line hunks turning `before` into `after`, each range relative to `before`."""
     old = before.splitlines(keepends=True)
