@@ -387,3 +387,25 @@ async def test_the_clients_mcp_servers_become_tools_asked_through_the_client(
     assert result["role"] == "tool" and "remembered 'hello'" in result["content"]
     (started,) = [u for u in client.of_kind("tool_call") if u.title.startswith("notes__")]
     assert started.kind == "other"
+
+
+async def test_a_failed_tool_call_is_reported_failed_live_and_when_replayed(
+    tiny_model_dir: Path, workspace: Path, tmp_path: Path
+) -> None:
+    missing = (
+        "Is there a c.py?</think>"
+        "<tool_call>read_file<arg_key>path</arg_key><arg_value>c.py</arg_value></tool_call>"
+    )
+    replies = write_replies(tmp_path / "r.json", [missing, READ, ANSWER])
+    client = RecordingClient()
+    async with acp_agent(client, acp_command(tiny_model_dir, replies)) as (conn, _, _):
+        session = await conn.new_session(cwd=str(workspace), mcp_servers=[])
+        sid = session.session_id
+        await conn.prompt(session_id=sid, prompt=[text_block("What is in c.py and a.py?")])
+    live = [u.status for u in client.of_kind("tool_call_update")]
+    assert live == ["failed", "completed"]
+
+    later = RecordingClient()
+    async with acp_agent(later, acp_command(tiny_model_dir, replies)) as (conn, _, _):
+        await conn.load_session(cwd=str(workspace), session_id=sid, mcp_servers=[])
+    assert [u.status for u in later.of_kind("tool_call_update")] == live

@@ -23,6 +23,7 @@ from acp.schema import ToolCallLocation, ToolKind
 
 from glm_lsp.agent.edits import FileChange
 from glm_lsp.agent.loop import ToolEvent
+from glm_lsp.agent.tool_text import failed
 
 RESULT_LIMIT = 8000  # characters of a tool result shown in the client; the model saw all of it
 KINDS: dict[str, ToolKind] = {
@@ -95,8 +96,8 @@ def finished(root: Path, event: ToolEvent) -> Any:
     content = [tool_content(text_block(clip(result)))]
     if event.change is not None:
         content.insert(0, diff_of(root, event.change))
-    failed = result.startswith(("Error", "Not run"))
-    return update_tool_call(event.id, status="failed" if failed else "completed", content=content)
+    status = "failed" if failed(result) else "completed"
+    return update_tool_call(event.id, status=status, content=content)
 
 
 def clip(text: str) -> str:

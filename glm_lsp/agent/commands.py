@@ -18,6 +18,7 @@ from glm_lsp.agent.permissions import Ask, Permissions, first_word
 from glm_lsp.agent.process import Finished, run_process
 from glm_lsp.agent.sandbox import Jail, Unavailable, wrap
 from glm_lsp.agent.shadow import Shadow
+from glm_lsp.agent.tool_text import error, reason
 from glm_lsp.config import Settings
 from glm_lsp.wire.converter import converter
 from glm_lsp.wire.records import Verification as VerificationShape
@@ -118,7 +119,7 @@ class CommandTool:
         done = self._execute(command, timeout, overlay)
         if isinstance(done, str):
             self.sink("tool_result", done)
-            return Verification(command, None, done.removeprefix("Error: "), done)
+            return Verification(command, None, reason(done), done)
         self.sink("tool_result", f"\nexit code {done.exit_code}")
         return Verification(command, done.exit_code, summary_of(done, timeout), done.output)
 
@@ -139,7 +140,7 @@ class CommandTool:
                 try:
                     prefix, cwd = wrap(jail)
                 except Unavailable as exc:
-                    return f"Error: not run: {exc}"
+                    return error(f"not run: {exc}")
                 shadow.show_exposed("mount")
                 env["PWD"] = str(self.root)
             return self.runner(

@@ -15,6 +15,7 @@ from typing import Any
 from glm_lsp.agent.commands import Verification
 from glm_lsp.agent.edits import ChangeSet, FileChange, Overlay
 from glm_lsp.agent.prompts import SYSTEM_PROMPT, AgentRequest, user_message
+from glm_lsp.agent.tool_text import error, not_run
 from glm_lsp.agent.tools import ToolBox
 from glm_lsp.glm.format import render_prompt
 from glm_lsp.glm.parse import ContentDelta, End, ParseError, ReasoningDelta, StreamParser
@@ -45,7 +46,7 @@ class ToolEvent:
 OnTool = Callable[[ToolEvent], None]
 
 
-NOT_RUN = "Not run: the request reached its tool-call limit (maxSteps)."
+NOT_RUN = not_run("the request reached its tool-call limit (maxSteps).")
 
 
 @dataclass
@@ -201,7 +202,7 @@ class Agent:
                         self.on_tool(event)
                 else:
                     steps += 1
-                    result = f"Error: your tool call could not be parsed: {item.message}"
+                    result = error(f"your tool call could not be parsed: {item.message}")
                 # A command's output already streamed as it came: send only what it did not.
                 self.sink("tool_result", getattr(result, "rest", result))
                 messages.append({"role": "tool", "content": result})

@@ -18,6 +18,7 @@ from mcp_types import (
     Tool,
 )
 
+from glm_lsp.agent.tool_text import error
 from glm_lsp.agent.tools import MAX_CHARS
 
 SEPARATOR = "__"
@@ -89,7 +90,7 @@ def result_text(name: str, result: CallToolResult) -> str:
         parts = [json.dumps(result.structured_content, ensure_ascii=False, default=str)]
     text = "\n".join(parts) if parts else "(the tool returned nothing)"
     if result.is_error:
-        text = f"Error: {name} reported an error: {text}"
+        text = error(f"{name} reported an error: {text}")
     if len(text) > MAX_CHARS:
         shown = len(text)
         text = text[:MAX_CHARS] + f"\n[truncated: {MAX_CHARS} of {shown} characters shown]"

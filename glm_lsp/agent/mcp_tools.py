@@ -34,6 +34,7 @@ from glm_lsp.agent.mcp_config import (
 )
 from glm_lsp.agent.mcp_format import TOOL_NAME, glm_name, glm_tool, read_only, result_text
 from glm_lsp.agent.permissions import ALLOW_ALWAYS, ALLOW_ONCE, DENY, Prompt, ToolPermissions
+from glm_lsp.agent.tool_text import error
 from glm_lsp.config import Settings
 from glm_lsp.runtime.base import Cancelled
 
@@ -262,7 +263,7 @@ class McpServers:
             notes: list[str] = []
             self._start([conn], settings.mcpTimeout, cancel, notes)
             if not conn.running:
-                return f"Error: not called: {notes[-1] if notes else 'the server is not running'}"
+                return error(f"not called: {notes[-1] if notes else 'the server is not running'}")
             note = f"[{notes[-1]}]\n" if notes else ""
             snap.notes.extend(notes)
         timeout = settings.mcpTimeout
@@ -271,8 +272,8 @@ class McpServers:
         except Cancelled:
             raise
         except CallTimeout:
-            return (
-                f"Error: {name} did not answer within mcpTimeout ({timeout} s) and was "
+            return error(
+                f"{name} did not answer within mcpTimeout ({timeout} s) and was "
                 "cancelled; the server may be busy: try another way, or ask the user to raise "
                 "glm.mcpTimeout"
             )
@@ -285,6 +286,6 @@ class McpServers:
                 )
                 log.warning("%s", crash)
                 snap.notes.append(crash)
-                return f"Error: {crash}"
-            return f"Error: {name} failed: {describe_error(exc)}"
+                return error(f"{crash}")
+            return error(f"{name} failed: {describe_error(exc)}")
         return note + result_text(name, result)

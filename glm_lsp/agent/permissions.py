@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from glm_lsp import textfile
+from glm_lsp.agent.tool_text import error
 
 log = logging.getLogger(__name__)
 
@@ -86,13 +87,13 @@ class Permissions:
         if answer == ALLOW_ONCE:
             return None
         if answer == DENY:
-            return "Error: not run: the user denied this command; do not retry it"
+            return error("not run: the user denied this command; do not retry it")
         example = f"{first_word(command)} *"
-        return (
-            "Error: not run: this command is not allowed and there is no one to ask. It runs "
+        return error(
+            "not run: this command is not allowed and there is no one to ask. It runs "
             f"when it matches the allowCommands setting (e.g. glm.allowCommands: [{example!r}], "
-            f"flag --allow-command {example!r})"
-        ).replace("'", '"')
+            f"flag --allow-command {example!r})".replace("'", '"')
+        )
 
 
 class ToolPermissions(Permissions):
@@ -120,10 +121,10 @@ class ToolPermissions(Permissions):
         if answer == ALLOW_ONCE:
             return None
         if answer == DENY:
-            return f"Error: not called: the user denied this call of {name}; do not retry it"
+            return error(f"not called: the user denied this call of {name}; do not retry it")
         server = name.split("__", 1)[0]
-        return (
-            f"Error: not called: the MCP tool {name} is not allowed and there is no one to ask. "
+        return error(
+            f"not called: the MCP tool {name} is not allowed and there is no one to ask. "
             f'It runs when it matches the mcpAllow setting (e.g. glm.mcpAllow: ["{name}"] or '
             f'["{server}__*"], flag --mcp-allow "{server}__*")'
         )

@@ -15,6 +15,7 @@ from glm_lsp.agent.commands import CommandTool
 from glm_lsp.agent.edits import Overlay
 from glm_lsp.agent.files import ToolError, Workspace, digest, shown
 from glm_lsp.agent.text_edit import Ambiguous, check_content, replace_once, with_style_of
+from glm_lsp.agent.tool_text import error
 from glm_lsp.runtime.base import Cancelled
 from glm_lsp.workspace import WorkspaceIndex, format_outline
 from glm_lsp.workspace.ignore import compile_glob
@@ -63,19 +64,19 @@ class ToolBox:
             tool = lambda **kw: call(kw)  # noqa: E731
         if tool is None:
             known = ", ".join([*self._tools, *self.extra])
-            return f"Error: there is no tool '{name}'; the tools are: {known}"
+            return error(f"there is no tool '{name}'; the tools are: {known}")
         try:
             return tool(**arguments)
         except Cancelled:
             raise  # the request ends; a killed command is no answer for the model
         except ToolError as exc:
-            return f"Error: {exc}"
+            return error(f"{exc}")
         except TypeError as exc:
-            return f"Error: bad arguments for {name}: {exc}"
+            return error(f"bad arguments for {name}: {exc}")
         except (ValueError, OSError) as exc:
-            return f"Error: {name} failed: {exc}"
+            return error(f"{name} failed: {exc}")
         except Exception as exc:  # a model must never end the request by what it asks for
-            return f"Error: {name} failed ({type(exc).__name__}): {shown(str(exc))}"
+            return error(f"{name} failed ({type(exc).__name__}): {shown(str(exc))}")
 
     # -- reading -----------------------------------------------------------------------------
     def _text(self, path: str) -> tuple[str, str]:
