@@ -23,9 +23,9 @@ from pathlib import Path
 from benchmarks.bench_index import generate
 from glm_lsp.agent.edits import Overlay
 from glm_lsp.agent.files import Workspace
-from glm_lsp.agent.process import run_process
-from glm_lsp.agent.sandbox import Jail, Unavailable, wrap
-from glm_lsp.agent.shadow import Shadow
+from glm_lsp.sandbox.bwrap import Jail, Unavailable, wrap
+from glm_lsp.sandbox.process import run_process
+from glm_lsp.sandbox.shadow import Shadow
 from glm_lsp.workspace import WorkspaceIndex, WorkspaceWatcher
 
 EDITS = 20

@@ -12,9 +12,9 @@ from typing import Any
 
 from attrs import fields
 
-from glm_lsp.agent.mcp_config import EXAMPLE
 from glm_lsp.config import Settings, SettingsError, kebab, validate
 from glm_lsp.errors import EXIT_BACKEND, EXIT_OK, EXIT_USAGE, UsageError
+from glm_lsp.mcp.config import EXAMPLE
 
 
 def _parse_value(key: str, raw: str) -> Any:

@@ -71,7 +71,7 @@ class Settings:
     speculativeDecoding: bool = True  # prompt-lookup drafts, verified exactly
     draftTokens: PositiveInt = 8  # the most tokens drafted per verification pass
     # MCP servers ({"name": {"command", "args", "env"} | {"url", "headers"}}) and their calls;
-    # mcpServers is checked by agent/mcp_config (its messages show the shape users write).
+    # mcpServers is checked by mcp/config (its messages show the shape users write).
     mcpServers: dict[str, Any] = attrs.field(
         factory=dict,
         metadata=RUN
@@ -88,7 +88,7 @@ class Settings:
         if not changes:
             return self
         if "mcpServers" in changes:
-            from glm_lsp.agent.mcp_config import McpConfigError, check_setting
+            from glm_lsp.mcp.config import McpConfigError, check_setting
 
             try:
                 changes = {**changes, "mcpServers": check_setting(changes["mcpServers"])}

@@ -8,6 +8,7 @@ be read, and marked with their encoding so nothing writes them back as UTF-8.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from dataclasses import dataclass
@@ -133,3 +134,10 @@ def atomic_write(path: Path, data: bytes, mode: int | None = None) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def digest(text: str | None) -> str | None:
+    """The identity of a text (None for no file): what stale checks and the shadow compare."""
+    return (
+        None if text is None else hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    )

@@ -18,13 +18,13 @@ from typing import Any
 
 import pytest
 
-from glm_lsp.agent.mcp_approval import Approvals
-from glm_lsp.agent.mcp_config import McpConfigError
 from glm_lsp.agent.prompts import SYSTEM_PROMPT, AgentRequest
 from glm_lsp.agent.session import Session
 from glm_lsp.config import Settings, SettingsError
 from glm_lsp.glm.format import render_prompt
 from glm_lsp.glm.parse import tool_call_text
+from glm_lsp.mcp.approval import Approvals
+from glm_lsp.mcp.config import McpConfigError
 from glm_lsp.runtime.factory import make_backend
 from tests.reference_template import reference_render
 
@@ -406,7 +406,7 @@ def test_the_readme_example_server_runs(tmp_path: Path) -> None:
     try:
         snap = session.mcp.prepare(s)
         assert sorted(snap.tools) == ["notes__add_note", "notes__list_notes"]
-        from glm_lsp.agent.permissions import ToolPermissions
+        from glm_lsp.sandbox.permissions import ToolPermissions
 
         perms = ToolPermissions(session.state_dir, (), True)
         out = session.mcp.call(snap, "notes__list_notes", {}, s, perms, None, threading.Event())
@@ -458,8 +458,8 @@ def test_results_become_bounded_text_with_notes_for_images_and_resources() -> No
         TextResourceContents,
     )
 
-    from glm_lsp.agent.mcp_format import result_text
-    from glm_lsp.agent.tools import MAX_CHARS
+    from glm_lsp.glm.tool_text import MAX_CHARS
+    from glm_lsp.mcp.format import result_text
 
     result = CallToolResult(
         content=[

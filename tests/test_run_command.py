@@ -13,16 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from glm_lsp.agent.commands import CommandTool, Streamed
 from glm_lsp.agent.edits import Overlay
 from glm_lsp.agent.files import Workspace
-from glm_lsp.agent.permissions import Permissions
-from glm_lsp.agent.process import HEAD_CHARS, TAIL_CHARS
-from glm_lsp.agent.shadow import Shadow
+from glm_lsp.agent.run_command import CommandTool, Streamed
 from glm_lsp.cli import build_parser, settings_from
 from glm_lsp.config import Settings, SettingsError
 from glm_lsp.errors import UsageError
 from glm_lsp.runtime.base import Cancelled
+from glm_lsp.sandbox.permissions import Permissions
+from glm_lsp.sandbox.process import HEAD_CHARS, TAIL_CHARS
+from glm_lsp.sandbox.shadow import Shadow
 from glm_lsp.workspace import WorkspaceIndex
 
 HAS_BWRAP = sys.platform.startswith("linux") and shutil.which("bwrap") is not None

@@ -37,7 +37,6 @@ from glm_lsp import __version__
 from glm_lsp.acp import updates
 from glm_lsp.acp.client_bridge import ClientBridge
 from glm_lsp.acp.relay import UpdateRelay
-from glm_lsp.agent import mcp_config
 from glm_lsp.agent.prompts import AgentRequest
 from glm_lsp.agent.session import Outcome, Session
 from glm_lsp.config import Settings
@@ -52,6 +51,7 @@ from glm_lsp.core.conversations import (
     session_dir,
 )
 from glm_lsp.core.worker import Job, Worker
+from glm_lsp.mcp import config as mcp_config
 from glm_lsp.memory.thinking_log import ThinkingLog, prepare_state_dir
 from glm_lsp.runtime.base import BackendError, Cancelled
 from glm_lsp.runtime.factory import make_backend

@@ -30,11 +30,11 @@ from glm_lsp.acp import updates
 from glm_lsp.acp.relay import UpdateRelay
 from glm_lsp.agent.edits import ChangeSet
 from glm_lsp.agent.landing import ApplyReport, Landing
-from glm_lsp.agent.permissions import ALLOW_ALWAYS, ALLOW_ONCE, DENY, always_label
-from glm_lsp.agent.process import HEAD_CHARS, TAIL_CHARS, Bounded, Finished
 from glm_lsp.core.disk_apply import remember_edit, write_to_disk
 from glm_lsp.core.worker import wait_from_worker
 from glm_lsp.runtime.base import BackendError, Cancelled
+from glm_lsp.sandbox.permissions import ALLOW_ALWAYS, ALLOW_ONCE, DENY, always_label
+from glm_lsp.sandbox.process import HEAD_CHARS, TAIL_CHARS, Bounded, Finished
 
 T = TypeVar("T")
 READ_TIMEOUT_S = 15.0  # a client that does not answer a read: fall back to disk
@@ -98,7 +98,7 @@ class ClientBridge:
 
     # -- permission ----------------------------------------------------------------------------
     def ask_command(self, command: str, _first_word: str) -> str | None:
-        """run_command's question (agent/permissions.py) as session/request_permission."""
+        """run_command's question (sandbox/permissions.py) as session/request_permission."""
         call_id = self.relay.running_tool or f"command-{uuid.uuid4().hex[:12]}"
         options = [
             PermissionOption(option_id="allow_once", name="Allow once", kind="allow_once"),

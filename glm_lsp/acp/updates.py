@@ -23,7 +23,7 @@ from acp.schema import ToolCallLocation, ToolKind
 
 from glm_lsp.agent.edits import FileChange
 from glm_lsp.agent.loop import ToolEvent
-from glm_lsp.agent.tool_text import failed
+from glm_lsp.glm.tool_text import failed
 
 RESULT_LIMIT = 8000  # characters of a tool result shown in the client; the model saw all of it
 KINDS: dict[str, ToolKind] = {

@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from glm_lsp import textfile
-from glm_lsp.agent.files import ToolError, Workspace, digest, shown
+from glm_lsp.agent.files import ToolError, Workspace, shown
 from glm_lsp.agent.sensitive import runs_code
 from glm_lsp.agent.transaction import Transaction, TransactionFailed
+from glm_lsp.textfile import digest
 
 
 @dataclass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import stat
@@ -55,12 +54,6 @@ def _under(path: Path, base: Path) -> bool:
     is the state dir, and a false alarm on a case-sensitive disk only refuses a write."""
     p, b = os.path.normcase(str(path)).casefold(), os.path.normcase(str(base)).casefold()
     return p == b or p.startswith(b.rstrip(os.sep) + os.sep)
-
-
-def digest(text: str | None) -> str | None:
-    return (
-        None if text is None else hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-    )
 
 
 class Workspace:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from glm_lsp.agent.edits import ChangeSet, FileChange
-from glm_lsp.agent.files import digest
+from glm_lsp.textfile import digest
 from glm_lsp.wire.converter import converter
 from glm_lsp.wire.records import ChangeRecord, Hunks
 

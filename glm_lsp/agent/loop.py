@@ -12,15 +12,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from glm_lsp.agent.commands import Verification
 from glm_lsp.agent.edits import ChangeSet, FileChange, Overlay
 from glm_lsp.agent.prompts import SYSTEM_PROMPT, AgentRequest, user_message
-from glm_lsp.agent.tool_text import error, not_run
+from glm_lsp.agent.run_command import Verification
 from glm_lsp.agent.tools import ToolBox
 from glm_lsp.glm.format import render_prompt
 from glm_lsp.glm.parse import ContentDelta, End, ParseError, ReasoningDelta, StreamParser
 from glm_lsp.glm.parse import ToolCall as ParsedCall
 from glm_lsp.glm.tool_schemas import TOOLS
+from glm_lsp.glm.tool_text import error, not_run
 from glm_lsp.runtime.base import Backend, CompletionRequest, Stats
 from glm_lsp.wire.records import StopLimit
 

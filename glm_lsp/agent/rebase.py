@@ -12,7 +12,7 @@ from collections.abc import Callable
 from merge3 import Merge3
 
 from glm_lsp.agent.edits import ChangeSet, FileChange
-from glm_lsp.agent.files import digest
+from glm_lsp.textfile import digest
 
 # workspace-relative path -> what the editor sees now (buffer or disk), None when missing
 CurrentText = Callable[[str], "str | None"]

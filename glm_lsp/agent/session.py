@@ -12,20 +12,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from glm_lsp.agent.commands import CommandTool, Runner
 from glm_lsp.agent.edits import ChangeSet, Overlay
-from glm_lsp.agent.files import Buffers, ToolError, Workspace, digest
+from glm_lsp.agent.files import Buffers, ToolError, Workspace
 from glm_lsp.agent.landing import ApplyReport, Landing
 from glm_lsp.agent.loop import Agent, AgentResult, OnTool, Options, Sink
-from glm_lsp.agent.mcp_tools import McpServers, Snapshot
-from glm_lsp.agent.permissions import Ask, Prompt, ToolPermissions
 from glm_lsp.agent.prompts import COMMANDS, AgentRequest, resolve_thinking
-from glm_lsp.agent.shadow import OpenBuffers, Shadow
+from glm_lsp.agent.run_command import CommandTool, Runner
 from glm_lsp.agent.tools import ToolBox
 from glm_lsp.config import Settings
 from glm_lsp.glm.tool_schemas import TOOLS
+from glm_lsp.mcp.tools import McpServers, Snapshot
 from glm_lsp.memory.thinking_log import ThinkingLog, new_record, prepare_state_dir
 from glm_lsp.runtime.base import Backend, Cancelled
+from glm_lsp.sandbox.permissions import Ask, Prompt, ToolPermissions
+from glm_lsp.sandbox.shadow import OpenBuffers, Shadow
+from glm_lsp.textfile import digest
 from glm_lsp.wire.records import Compacted
 from glm_lsp.workspace import WorkspaceIndex
 

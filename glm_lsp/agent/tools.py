@@ -11,17 +11,17 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from glm_lsp import textfile
-from glm_lsp.agent.commands import CommandTool
 from glm_lsp.agent.edits import Overlay
-from glm_lsp.agent.files import ToolError, Workspace, digest, shown
+from glm_lsp.agent.files import ToolError, Workspace, shown
+from glm_lsp.agent.run_command import CommandTool
 from glm_lsp.agent.text_edit import Ambiguous, check_content, replace_once, with_style_of
-from glm_lsp.agent.tool_text import error
+from glm_lsp.glm.tool_text import MAX_CHARS, error
 from glm_lsp.runtime.base import Cancelled
+from glm_lsp.textfile import digest
 from glm_lsp.workspace import WorkspaceIndex, format_outline
 from glm_lsp.workspace.ignore import compile_glob
 
 MAX_LINES = 2000
-MAX_CHARS = 60_000
 MAX_LIST = 1000
 MAX_HITS = 199  # search: with the note saying it stopped, 200 lines
 

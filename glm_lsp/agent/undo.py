@@ -8,7 +8,7 @@ from pathlib import Path
 
 from glm_lsp import textfile
 from glm_lsp.agent.edits import ChangeSet, FileChange
-from glm_lsp.agent.files import digest
+from glm_lsp.textfile import digest
 
 # workspace-relative path -> (text, version) of the open buffer, or None when not open
 OpenDocs = Callable[[str], "tuple[str, int] | None"]

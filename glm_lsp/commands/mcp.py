@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from glm_lsp.agent.mcp_approval import Approvals
-from glm_lsp.agent.mcp_config import PROJECT_FILE, McpConfigError, read_project_file
 from glm_lsp.errors import EXIT_OK, UsageError
+from glm_lsp.mcp.approval import Approvals
+from glm_lsp.mcp.config import PROJECT_FILE, McpConfigError, read_project_file
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from glm_lsp.agent.edits import ChangeSet, FileChange
-from glm_lsp.agent.files import digest
 from glm_lsp.agent.landing import Landing, hunks
+from glm_lsp.textfile import digest
 
 Ask = Callable[[str], str]  # prompt -> the user's answer (a line)
 Show = Callable[[str], None]

@@ -18,13 +18,13 @@ from pygls.uris import to_fs_path
 from glm_lsp import __version__
 from glm_lsp.agent.edits import ChangeSet, check_unchanged, confinement_problems
 from glm_lsp.agent.landing import ApplyReport, Landing, fully_landed, split
-from glm_lsp.agent.permissions import ALLOW_ALWAYS, ALLOW_ONCE, DENY, always_label
 from glm_lsp.agent.undo import current_text
 from glm_lsp.config import Settings
 from glm_lsp.core.folder import Folder
 from glm_lsp.core.settings import SettingsState
 from glm_lsp.core.worker import Job, Worker, wait_from_worker
 from glm_lsp.runtime.base import Cancelled
+from glm_lsp.sandbox.permissions import ALLOW_ALWAYS, ALLOW_ONCE, DENY, always_label
 from glm_lsp.server.lsp_edits import annotations, stale_open_docs, to_document_changes
 
 log = logging.getLogger(__name__)

@@ -117,7 +117,7 @@ def mcp_status(ls: GlmServer, folder: Folder) -> list[dict[str, Any]]:
     request started them)."""
     if folder.session is not None:
         return folder.session.mcp.status(ls.settings)
-    from glm_lsp.agent.mcp_tools import McpServers
+    from glm_lsp.mcp.tools import McpServers
 
     return McpServers(folder.root, ls.settings.state_dir(folder.root)).status(ls.settings)
 

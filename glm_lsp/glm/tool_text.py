@@ -5,6 +5,7 @@ from __future__ import annotations
 
 ERROR = "Error: "  # the tool ran into a problem, or was refused
 NOT_RUN = "Not run: "  # the request hit a limit before the call
+MAX_CHARS = 60_000  # the most of one result the model reads (a file, a command, an MCP tool)
 
 
 def error(why: str) -> str:

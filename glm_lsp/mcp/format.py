@@ -18,8 +18,7 @@ from mcp_types import (
     Tool,
 )
 
-from glm_lsp.agent.tool_text import error
-from glm_lsp.agent.tools import MAX_CHARS
+from glm_lsp.glm.tool_text import MAX_CHARS, error
 
 SEPARATOR = "__"
 # A name the GLM tool-call syntax carries as is (no '<', no spaces) and the MCP spec allows.

@@ -24,7 +24,7 @@ from mcp.shared._httpx_utils import create_mcp_http_client  # the SDK's client w
 from mcp.shared.exceptions import MCPError
 from mcp_types import CONNECTION_CLOSED, CallToolResult, Tool
 
-from glm_lsp.agent.mcp_config import ServerConfig, expand
+from glm_lsp.mcp.config import ServerConfig, expand
 from glm_lsp.runtime.base import Cancelled
 
 log = logging.getLogger(__name__)

@@ -14,12 +14,12 @@ from typing import Any
 
 from glm_lsp.agent.edits import Overlay
 from glm_lsp.agent.files import ToolError
-from glm_lsp.agent.permissions import Ask, Permissions, first_word
-from glm_lsp.agent.process import Finished, run_process
-from glm_lsp.agent.sandbox import Jail, Unavailable, wrap
-from glm_lsp.agent.shadow import Shadow
-from glm_lsp.agent.tool_text import error, reason
 from glm_lsp.config import Settings
+from glm_lsp.glm.tool_text import error, reason
+from glm_lsp.sandbox.bwrap import Jail, Unavailable, wrap
+from glm_lsp.sandbox.permissions import Ask, Permissions, first_word
+from glm_lsp.sandbox.process import Finished, run_process
+from glm_lsp.sandbox.shadow import Shadow
 from glm_lsp.wire.converter import converter
 from glm_lsp.wire.records import Verification as VerificationShape
 

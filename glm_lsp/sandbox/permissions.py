@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from glm_lsp import textfile
-from glm_lsp.agent.tool_text import error
+from glm_lsp.glm.tool_text import error
 
 log = logging.getLogger(__name__)
 

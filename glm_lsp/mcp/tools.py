@@ -16,15 +16,17 @@ from typing import Any
 
 from mcp_types import Tool
 
-from glm_lsp.agent.mcp_approval import Approvals
-from glm_lsp.agent.mcp_client import (
+from glm_lsp.config import Settings
+from glm_lsp.glm.tool_text import error
+from glm_lsp.mcp.approval import Approvals
+from glm_lsp.mcp.client import (
     CallTimeout,
     Connection,
     LoopThread,
     connection_lost,
     describe_error,
 )
-from glm_lsp.agent.mcp_config import (
+from glm_lsp.mcp.config import (
     PROJECT_FILE,
     McpConfigError,
     ServerConfig,
@@ -32,11 +34,9 @@ from glm_lsp.agent.mcp_config import (
     read_project_file,
     servers,
 )
-from glm_lsp.agent.mcp_format import TOOL_NAME, glm_name, glm_tool, read_only, result_text
-from glm_lsp.agent.permissions import ALLOW_ALWAYS, ALLOW_ONCE, DENY, Prompt, ToolPermissions
-from glm_lsp.agent.tool_text import error
-from glm_lsp.config import Settings
+from glm_lsp.mcp.format import TOOL_NAME, glm_name, glm_tool, read_only, result_text
 from glm_lsp.runtime.base import Cancelled
+from glm_lsp.sandbox.permissions import ALLOW_ALWAYS, ALLOW_ONCE, DENY, Prompt, ToolPermissions
 
 log = logging.getLogger(__name__)
 TRUST_LABEL = f"Trust this {PROJECT_FILE}"

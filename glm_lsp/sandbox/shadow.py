@@ -23,13 +23,13 @@ import shutil
 import stat
 import tempfile
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Protocol
 
 from glm_lsp import textfile
-from glm_lsp.agent.edits import Overlay
-from glm_lsp.agent.files import digest
-from glm_lsp.agent.shadow_watch import WriteWatch
+from glm_lsp.sandbox.shadow_watch import WriteWatch
+from glm_lsp.textfile import digest
 from glm_lsp.workspace import WorkspaceIndex
 
 EXPOSED = (".venv", "venv", "node_modules", "target")
@@ -38,6 +38,18 @@ Stamp = tuple[int, int]  # (mtime_ns, size)
 OpenBuffers = Callable[[], dict[str, str]]  # rel path -> text of each open editor buffer
 # How long a refresh waits for the watcher's queued changes before checking every file instead.
 SETTLE_S = 0.5
+
+
+class _Entry(Protocol):
+    content: str
+
+
+class PendingEdits(Protocol):
+    """What `sync` reads of the agent's overlay (agent/edits.Overlay): edited texts, removals."""
+
+    files: Mapping[str, _Entry]
+
+    def removed_paths(self) -> Iterable[str]: ...
 
 
 def _stamp(path: str) -> Stamp | None:
@@ -206,7 +218,7 @@ class Shadow:
         path.write_bytes(textfile.encode(text))
 
     # -- the request's pending edits -----------------------------------------------------------
-    def sync(self, overlay: Overlay) -> int:
+    def sync(self, overlay: PendingEdits) -> int:
         """Write the overlay's pending edits; undo the ones a previous sync wrote that are no
         longer pending. Returns the number of files written or removed."""
         wanted: dict[str, str | None] = {
