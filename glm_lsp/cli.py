@@ -47,6 +47,16 @@ def _int(key: str, raw: str) -> int:
         raise SettingsError(key, f"--{kebab(key)} is {raw!r}; give a whole number") from None
 
 
+LIST_FLAGS = {
+    "commandEnv": (
+        "--command-env",
+        "NAME",
+        "commands also get this environment variable (repeatable)",
+    ),
+    "sandboxHide": ("--sandbox-hide", "PATH", "the sandbox also hides this path (repeatable)"),
+}
+
+
 def add_setting_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = ()) -> None:
     """Every setting of the README's Settings as a flag; booleans as --x / --no-x. `skip`: a
     setting whose flag would clash with the command's own (run --review)."""
@@ -74,6 +84,11 @@ def add_setting_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = (
                 metavar="PATTERN",
                 default=None,
                 help="MCP tools matching this <server>__<tool> glob are called without asking",
+            )
+        elif f.name in LIST_FLAGS:  # lists too: one entry per flag, repeatable
+            flag, metavar, text = LIST_FLAGS[f.name]
+            group.add_argument(
+                flag, dest=f.name, action="append", metavar=metavar, default=None, help=text
             )
         elif isinstance(getattr(Settings(), f.name), bool):
             group.add_argument(

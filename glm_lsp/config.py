@@ -67,6 +67,14 @@ class Settings:
     commandTimeout: PositiveInt = 300
     sandbox: Literal["required", "off"] = attrs.field(default="required", metadata=RUN)
     allowNetwork: bool = attrs.field(default=False, metadata=RUN)
+    # What else commands get: environment variables by name (never secret-looking ones), and
+    # paths hidden from them besides the credentials the sandbox always hides.
+    commandEnv: tuple[Annotated[str, Text(strip=True)], ...] = attrs.field(
+        default=(), metadata=RUN | {"accepts": 'a list of variable names such as ["DATABASE_URL"]'}
+    )
+    sandboxHide: tuple[Annotated[str, Text(strip=True)], ...] = attrs.field(
+        default=(), metadata=RUN | {"accepts": 'a list of paths such as ["~/work/secrets"]'}
+    )
     review: Literal["preview", "direct"] = "preview"  # preview: the editor asks per file
     speculativeDecoding: bool = True  # prompt-lookup drafts, verified exactly
     draftTokens: PositiveInt = 8  # the most tokens drafted per verification pass

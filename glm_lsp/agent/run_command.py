@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 import threading
 from collections.abc import Callable
@@ -16,9 +17,11 @@ from glm_lsp.agent.edits import Overlay
 from glm_lsp.agent.files import ToolError
 from glm_lsp.config import Settings
 from glm_lsp.glm.tool_text import error, reason
-from glm_lsp.sandbox.bwrap import Jail, Unavailable, wrap
+from glm_lsp.sandbox.bwrap import Jail, Unavailable, kept_under_tmp, wrap
+from glm_lsp.sandbox.limits import SHADOW_BYTES, TMP_BYTES, ProcessCap, nproc_prefix
 from glm_lsp.sandbox.permissions import Ask, Permissions, first_word
 from glm_lsp.sandbox.process import Finished, run_process
+from glm_lsp.sandbox.secrets import command_env, hidden_paths
 from glm_lsp.sandbox.shadow import Shadow
 from glm_lsp.wire.converter import converter
 from glm_lsp.wire.records import Verification as VerificationShape
@@ -67,10 +70,20 @@ def summary_of(done: Finished, timeout: int) -> str:
     return last if len(last) <= 200 else last[:199] + "…"
 
 
-def _clean_env(settings: Settings) -> dict[str, str]:
-    """The daemon's environment minus its secrets: a command must not read the API key."""
-    hidden = {settings.apiKeyEnv, "GLM_LSP_TOKEN"}
-    return {k: v for k, v in os.environ.items() if k not in hidden}
+def _environment(settings: Settings) -> tuple[dict[str, str], list[str]]:
+    """An allowlist of the daemon's environment plus commandEnv; never the API key, the TCP
+    token, nor a name that looks like a secret. Also the commandEnv names refused."""
+    never = {settings.apiKeyEnv, "GLM_LSP_TOKEN"}
+    return command_env(os.environ, settings.commandEnv, never)
+
+
+def _refused_note(names: list[str]) -> str:
+    listed = ", ".join(names)
+    return (
+        f"[commandEnv lists {listed}, which commands never get: names that look like secrets "
+        "(*KEY*, *TOKEN*, *SECRET*, *PASSWORD*, AWS_*, ...) never pass; give the command what "
+        "it needs in a file of the workspace instead]"
+    )
 
 
 class CommandTool:
@@ -89,6 +102,8 @@ class CommandTool:
         self.sink, self.cancel, self.ask = sink, cancel, ask
         self.runner: Runner = runner or run_process
         self.permissions = Permissions(state_dir, settings.allowCommands)
+        self.notes: list[str] = []  # what the last command ran into: limits, refused variables
+        self.told_refused = False
 
     def run(self, command: str, timeout: int | None, overlay: Overlay) -> str:
         if not isinstance(command, str) or not command.strip():
@@ -107,6 +122,8 @@ class CommandTool:
         head = f"exit code {done.exit_code}"
         if done.timed_out:
             head += f"\n[killed: still running after the {limit} s timeout]"
+        for note in self.notes:
+            head += f"\n{note}"
         return Streamed(f"{head}\n{done.output}", f"\n{head}")
 
     def verify(self, overlay: Overlay) -> Verification | None:
@@ -121,30 +138,48 @@ class CommandTool:
             self.sink("tool_result", done)
             return Verification(command, None, reason(done), done)
         self.sink("tool_result", f"\nexit code {done.exit_code}")
-        return Verification(command, done.exit_code, summary_of(done, timeout), done.output)
+        summary = summary_of(done, timeout)
+        output = "\n".join([*self.notes, done.output]) if self.notes else done.output
+        return Verification(command, done.exit_code, summary, output)
 
     def _execute(self, command: str, timeout: int, overlay: Overlay) -> Finished | str:
         self.sink("progress", f"running {first_word(command)}…")
+        self.notes = []
         shadow = self.shadow()
         shadow.refresh()
         shadow.sync(overlay)
+        env, refused = _environment(self.settings)
+        if refused and not self.told_refused:  # once per request
+            self.notes.append(_refused_note(refused))
+            self.told_refused = True
+        cap = ProcessCap.make()
         temp = Path(tempfile.mkdtemp(prefix="glm-lsp-cmd-"))
         try:
-            env = _clean_env(self.settings) | {"TMPDIR": str(temp)}
+            env["TMPDIR"] = str(temp)
             if self.settings.sandbox == "off":
                 shadow.show_exposed("link")
                 prefix, cwd = [], shadow.dir
                 env["PWD"] = str(cwd)
             else:
-                jail = Jail(shadow.dir, self.root, shadow.exposed, temp, self.settings.allowNetwork)
+                jail = Jail(
+                    shadow.dir,
+                    self.root,
+                    shadow.exposed,
+                    temp,
+                    self.settings.allowNetwork,
+                    hidden=tuple(hidden_paths(os.environ, self.settings.sandboxHide)),
+                    keep=kept_under_tmp(self.root, _interpreters()),
+                    tmp_bytes=TMP_BYTES,
+                )
                 try:
                     prefix, cwd = wrap(jail)
                 except Unavailable as exc:
                     return error(f"not run: {exc}")
                 shadow.show_exposed("mount")
                 env["PWD"] = str(self.root)
-            return self.runner(
-                [*prefix, "/bin/sh", "-c", command],
+            limiter = cap.prefix() if cap is not None else nproc_prefix()
+            done = self.runner(
+                [*limiter, *prefix, "/bin/sh", "-c", command],
                 cwd,
                 env,
                 timeout,
@@ -152,4 +187,36 @@ class CommandTool:
                 lambda text: self.sink("tool_output", text),
             )
         finally:
+            if cap is not None:
+                cap.close()  # nothing the command started outlives it
             shutil.rmtree(temp, ignore_errors=True)
+        self.notes += self._limits_hit(done, cap, shadow)
+        return done
+
+    def _limits_hit(self, done: Finished, cap: ProcessCap | None, shadow: Shadow) -> list[str]:
+        notes = []
+        if cap is not None and cap.hit():
+            notes.append(
+                f"[limit: the command tried to run more than {cap.limit} processes at once; "
+                "the forks past that failed]"
+            )
+        if self.settings.sandbox != "off" and "No space left on device" in done.output:
+            notes.append(
+                f"[limit: if that was /tmp: the sandbox's private /tmp holds at most "
+                f"{TMP_BYTES >> 20} MiB; write large files in the workspace instead]"
+            )
+        used = shadow.disk_usage()
+        if used > SHADOW_BYTES:
+            shadow.clear()
+            notes.append(
+                f"[limit: the command left {used >> 20} MiB in the shadow workspace, over "
+                f"{SHADOW_BYTES >> 20} MiB; what it wrote there was removed]"
+            )
+        return notes
+
+
+def _interpreters() -> list[str]:
+    """Where the Python running glm-lsp lives (and the active venv): commands may call it."""
+    found = [sys.prefix, sys.base_prefix, os.path.dirname(sys.executable)]
+    venv = os.environ.get("VIRTUAL_ENV")
+    return [*found, venv] if venv else found

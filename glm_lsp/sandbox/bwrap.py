@@ -7,6 +7,7 @@ off unless allowed. `wrap` returns the argv prefix, or says why no sandbox is av
 from __future__ import annotations
 
 import functools
+import os
 import shutil
 import subprocess
 import sys
@@ -29,6 +30,9 @@ class Jail:
     exposed: tuple[str, ...]  # ignored dirs of the root made visible read-only (.venv, ...)
     temp: Path  # private temp dir (sandbox-exec; bwrap uses a fresh tmpfs)
     allow_network: bool
+    hidden: tuple[str, ...] = ()  # credentials and host sockets: covered by empty stand-ins
+    keep: tuple[str, ...] = ()  # host paths under /tmp commands still see (the interpreter)
+    tmp_bytes: int = 1 << 30  # the size of the private /tmp
 
 
 class Unavailable(Exception):
@@ -59,9 +63,19 @@ def bwrap_argv(jail: Jail, bwrap: str = "bwrap") -> list[str]:
         "--ro-bind", "/", "/",
         "--dev", "/dev",
         "--proc", "/proc",
-        "--tmpfs", "/tmp",
-        "--bind", str(jail.shadow), str(jail.root),
+        "--size", str(jail.tmp_bytes), "--perms", "1777", "--tmpfs", "/tmp",
     ]  # fmt: skip
+    for path in jail.keep:  # e.g. the venv glm-lsp runs from, when it lives under /tmp
+        argv += ["--ro-bind", path, path]
+    # Hidden before the workspace is mounted, so a workspace below a hidden path still shows.
+    for path in jail.hidden:
+        if path == "/tmp" or path.startswith("/tmp/") or os.path.islink(path):
+            continue  # the private /tmp hides it already; a link's target is in the list too
+        if os.path.isdir(path) and not os.path.islink(path):
+            argv += ["--perms", "0555", "--tmpfs", path]
+        else:  # files and sockets: an empty file over them (nothing to read, none to connect)
+            argv += ["--ro-bind", "/dev/null", path]
+    argv += ["--bind", str(jail.shadow), str(jail.root)]
     for name in jail.exposed:
         argv += ["--ro-bind", str(jail.root / name), str(jail.root / name)]
     argv += [
@@ -69,10 +83,23 @@ def bwrap_argv(jail: Jail, bwrap: str = "bwrap") -> list[str]:
         "--setenv", "TMPDIR", "/tmp",
         "--unshare-pid", "--unshare-ipc", "--unshare-uts",
         "--die-with-parent", "--new-session",
+        "--cap-drop", "ALL",  # root outside is root inside, but with no capabilities
     ]  # fmt: skip
     if not jail.allow_network:
         argv.append("--unshare-net")
     return argv
+
+
+def kept_under_tmp(root: Path, candidates: list[str]) -> tuple[str, ...]:
+    """The candidates (interpreter prefixes, VIRTUAL_ENV) that lie under /tmp, outside the
+    workspace: the private /tmp would hide them, and a project cloned there would not run."""
+    kept: list[str] = []
+    for raw in candidates:
+        for path in {raw, os.path.realpath(raw)}:
+            inside_root = path == str(root) or path.startswith(str(root) + "/")
+            if path.startswith("/tmp/") and not inside_root and os.path.isdir(path):
+                kept.append(path)
+    return tuple(sorted(set(kept)))
 
 
 def _sbpl(path: Path) -> str:
@@ -88,6 +115,8 @@ def seatbelt_argv(jail: Jail) -> list[str]:
         f"(allow file-write* (subpath {_sbpl(jail.shadow)}) (subpath {_sbpl(jail.temp)})",
         ' (literal "/dev/null") (literal "/dev/tty"))',
     ]
+    for path in jail.hidden:
+        profile.append(f"(deny file-read* network-outbound (subpath {_sbpl(Path(path))}))")
     if not jail.allow_network:
         profile.append("(deny network*)")
     return ["sandbox-exec", "-p", "\n".join(profile)]

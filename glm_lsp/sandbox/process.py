@@ -124,11 +124,10 @@ def run_process(
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(POLL_S)
     finally:
-        if proc.poll() is None:
-            kill_tree(proc)
+        # Also after a normal exit: what it left running in its group (`sleep 1000 &`) goes too.
+        kill_tree(proc)
         reader.join(0.5)
-        if reader.is_alive():  # a background child still holds the pipe: it goes too
-            kill_tree(proc)
+        if reader.is_alive():  # a child that left the group still holds the pipe
             reader.join(2)
         if proc.stdout is not None and not reader.is_alive():
             proc.stdout.close()

@@ -16,6 +16,7 @@ request's few commands can afford.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -25,9 +26,10 @@ import tempfile
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 from glm_lsp import textfile
+from glm_lsp.sandbox.safe_fs import Tree
 from glm_lsp.sandbox.shadow_watch import WriteWatch
 from glm_lsp.textfile import digest
 from glm_lsp.workspace import WorkspaceIndex
@@ -60,26 +62,25 @@ def _stamp(path: str) -> Stamp | None:
     return (st.st_mtime_ns, st.st_size) if stat.S_ISREG(st.st_mode) else None
 
 
-def clone_file(src: str, dst: str) -> None:
-    """Reflink where the filesystem can, else an in-kernel copy, else a plain one. Never a hard
-    link: a command writing the copy would write the user's file."""
-    with open(src, "rb") as fin:
-        mode = os.fstat(fin.fileno()).st_mode & 0o777
-        with open(dst, "wb") as fout:
+def clone_file(fin: BinaryIO, dst_fd: int) -> None:
+    """Reflink where the filesystem can, else an in-kernel copy, else a plain one, into the open
+    (empty) dst_fd. Never a hard link: a command writing the copy would write the user's file."""
+    mode = os.fstat(fin.fileno()).st_mode & 0o777
+    with os.fdopen(dst_fd, "wb") as fout:
+        try:
+            fcntl.ioctl(fout.fileno(), FICLONE, fin.fileno())
+        except OSError:
             try:
-                fcntl.ioctl(fout.fileno(), FICLONE, fin.fileno())
-            except OSError:
-                try:
-                    while os.copy_file_range(fin.fileno(), fout.fileno(), 1 << 30):
-                        pass
-                except OSError as exc:
-                    if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
-                        raise
-                    fout.seek(0)
-                    fout.truncate()
-                    fin.seek(0)
-                    shutil.copyfileobj(fin, fout, 1 << 20)
-    os.chmod(dst, mode)
+                while os.copy_file_range(fin.fileno(), fout.fileno(), 1 << 30):
+                    pass
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                    raise
+                fout.seek(0)
+                fout.truncate()
+                fin.seek(0)
+                shutil.copyfileobj(fin, fout, 1 << 20)
+        os.fchmod(fout.fileno(), mode)  # the descriptor, never a path a link could redirect
 
 
 class Shadow:
@@ -92,6 +93,7 @@ class Shadow:
     ) -> None:
         self.root, self.index, self.buffers = root.resolve(), index, buffers
         self.dir = Path(tempfile.mkdtemp(prefix="glm-lsp-shadow-", dir=parent)).resolve()
+        self.tree = Tree(str(self.dir))  # every write below goes through it: no link followed
         self.writes = WriteWatch(str(self.dir))
         self._cleanup = weakref.finalize(self, _discard, str(self.dir), self.writes)
         self.copied: dict[str, tuple[Stamp, Stamp]] = {}  # rel -> (source, copy) when copied
@@ -120,9 +122,8 @@ class Shadow:
         for rel in wanted if suspects is None else suspects:
             if rel in self.pending or rel in self.buffered or rel not in wanted:
                 continue
-            src, dst = str(self.root / rel), str(self.dir / rel)
             had = self.copied.get(rel)
-            if had is not None and had == (_stamp(src), _stamp(dst)):
+            if had is not None and had == (_stamp(str(self.root / rel)), self._copy_stamp(rel)):
                 continue
             count += self._copy(rel)
         for rel in [r for r in self.copied if r not in wanted and r not in self.pending]:
@@ -159,25 +160,32 @@ class Shadow:
     def _top_level(files: set[str]) -> set[str]:
         return {f.split("/", 1)[0] for f in files}
 
+    def _copy_stamp(self, rel: str) -> Stamp | None:
+        st = self.tree.lstat(rel)
+        return (st.st_mtime_ns, st.st_size) if st and stat.S_ISREG(st.st_mode) else None
+
     def _copy(self, rel: str) -> int:
-        src, dst = self.root / rel, self.dir / rel
+        src = str(self.root / rel)
         try:
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            if dst.is_symlink() or dst.is_dir():
-                _remove_any(dst)
-            clone_file(str(src), str(dst))
+            with open(src, "rb") as fin:
+                clone_file(fin, self.tree.open_write(rel))
         except OSError:  # vanished or unreadable since the index saw it: not in the shadow
             self.copied.pop(rel, None)
-            _remove_any(dst)
+            self._remove_quietly(rel)
             return 0
-        self.bytes_copied += dst.stat().st_size
-        self.copied[rel] = (_stamp(str(src)), _stamp(str(dst)))  # type: ignore[assignment]
+        copy = self._copy_stamp(rel)
+        self.bytes_copied += copy[1] if copy else 0
+        self.copied[rel] = (_stamp(src), copy)  # type: ignore[assignment]
         self.writes.watch(rel.rpartition("/")[0])
         return 1
 
     def _remove(self, rel: str) -> None:
         self.copied.pop(rel, None)
-        _remove_any(self.dir / rel)
+        self._remove_quietly(rel)
+
+    def _remove_quietly(self, rel: str) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.tree.remove(rel)
 
     # -- open editor buffers -------------------------------------------------------------------
     def _show_buffers(self, wanted: set[str]) -> int:
@@ -211,11 +219,7 @@ class Shadow:
         return count
 
     def _write(self, rel: str, text: str) -> None:
-        path = self.dir / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.is_symlink() or path.is_dir():
-            _remove_any(path)
-        path.write_bytes(textfile.encode(text))
+        self.tree.write(rel, textfile.encode(text))
 
     # -- the request's pending edits -----------------------------------------------------------
     def sync(self, overlay: PendingEdits) -> int:
@@ -231,7 +235,7 @@ class Shadow:
             if rel in self.pending and self.pending[rel] == want and self._intact(rel, want):
                 continue
             if want is None:
-                _remove_any(self.dir / rel)
+                self._remove_quietly(rel)
             else:
                 self._write(rel, overlay.files[rel].content)
             self.copied.pop(rel, None)
@@ -252,11 +256,10 @@ class Shadow:
 
     def _intact(self, rel: str, want: str | None) -> bool:
         """A command may have rewritten a pending file in the shadow: the edit must win again."""
-        path = self.dir / rel
         if want is None:
-            return not path.exists()
+            return self.tree.lstat(rel) is None
         try:
-            return digest(textfile.decode(path.read_bytes()).text) == want
+            return digest(textfile.decode(self.tree.read(rel)).text) == want
         except (OSError, ValueError):
             return False
 
@@ -264,15 +267,30 @@ class Shadow:
     def show_exposed(self, mode: str) -> None:
         """`mount`: empty dirs for bwrap to mount the real ones on; `link`: symlinks to them."""
         for name in self.exposed:
-            place = self.dir / name
+            place = self.tree.lstat(name)
             if mode == "link":
-                if not (place.is_symlink() and os.readlink(place) == str(self.root / name)):
-                    _remove_any(place)
-                    place.symlink_to(self.root / name)
-            elif place.is_symlink() or not place.is_dir():
-                _remove_any(place)
-                place.mkdir()
+                target = str(self.root / name)
+                if not (
+                    place and stat.S_ISLNK(place.st_mode) and os.readlink(self.dir / name) == target
+                ):
+                    self._remove_quietly(name)
+                    os.symlink(target, self.dir / name)
+            elif place is None or not stat.S_ISDIR(place.st_mode):
+                self._remove_quietly(name)
+                os.mkdir(self.dir / name)
         self.mode = mode
+
+    def clear(self) -> None:
+        """Empty the shadow (a command filled it); the next refresh and sync copy it again."""
+        with os.scandir(self.dir) as entries:
+            names = [e.name for e in entries]
+        for name in names:
+            self._remove_quietly(name)
+        self.copied.clear()
+        self.pending.clear()
+        self.buffered.clear()
+        self.known = None
+        self.writes.reset()
 
     def disk_usage(self) -> int:
         """Bytes allocated to the shadow's files (a reflinked copy shares its blocks)."""
@@ -289,13 +307,3 @@ class Shadow:
 def _discard(directory: str, writes: WriteWatch) -> None:
     writes.close()
     shutil.rmtree(directory, True)
-
-
-def _remove_any(path: Path) -> None:
-    try:
-        if path.is_symlink() or not path.is_dir():
-            path.unlink(missing_ok=True)
-        else:
-            shutil.rmtree(path)
-    except OSError:
-        pass

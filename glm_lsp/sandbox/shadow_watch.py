@@ -16,6 +16,8 @@ import os
 import struct
 import sys
 
+from glm_lsp.sandbox.safe_fs import Tree
+
 # linux/inotify.h
 IN_MODIFY, IN_ATTRIB, IN_CLOSE_WRITE = 0x2, 0x4, 0x8
 IN_MOVED_FROM, IN_MOVED_TO, IN_CREATE, IN_DELETE = 0x40, 0x80, 0x100, 0x200
@@ -24,6 +26,7 @@ IN_Q_OVERFLOW, IN_IGNORED, IN_ONLYDIR, IN_DONT_FOLLOW = 0x4000, 0x8000, 0x010000
 IN_NONBLOCK, IN_CLOEXEC = os.O_NONBLOCK, os.O_CLOEXEC
 MASK = IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE
 MASK |= IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR | IN_DONT_FOLLOW
+FOLLOW_MASK = MASK & ~IN_DONT_FOLLOW  # for /proc/self/fd/N, which must be followed
 LOST = IN_Q_OVERFLOW | IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED
 HEADER = struct.Struct("iIII")  # wd, mask, cookie, len
 
@@ -44,6 +47,7 @@ class WriteWatch:
 
     def __init__(self, top: str) -> None:
         self.top = top
+        self._tree = Tree(top)
         self._libc = _libc()
         self._fd = -1
         self._dirs: dict[int, str] = {}  # watch descriptor -> directory (relative, "" for top)
@@ -61,8 +65,17 @@ class WriteWatch:
     def watch(self, rel_dir: str) -> None:
         """Watch a directory holding copies (and, to notice it vanish, its parents)."""
         while rel_dir not in self._watched and self._fd >= 0:
-            path = os.path.join(self.top, rel_dir) if rel_dir else self.top
-            wd = self._libc.inotify_add_watch(self._fd, os.fsencode(path), MASK)  # type: ignore[union-attr]
+            # Reached without following a link (a command may have put one there), then
+            # watched through its descriptor.
+            dir_fd = self._tree.open_dir(rel_dir)
+            if dir_fd is None:
+                self._lost = True  # not a real directory now: the next drain says "unknown"
+                return
+            try:
+                path = f"/proc/self/fd/{dir_fd}"
+                wd = self._libc.inotify_add_watch(self._fd, os.fsencode(path), FOLLOW_MASK)  # type: ignore[union-attr]
+            finally:
+                os.close(dir_fd)
             if wd < 0:  # e.g. the watch limit (ENOSPC): from now on, always "unknown"
                 self._libc = None
                 self.close()
