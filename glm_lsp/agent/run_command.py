@@ -187,19 +187,20 @@ class CommandTool:
                 lambda text: self.sink("tool_output", text),
             )
         finally:
+            capped_at = cap.limit if cap is not None and cap.hit() else None
             if cap is not None:
                 cap.close()  # nothing the command started outlives it
             shutil.rmtree(temp, ignore_errors=True)
-        self.notes += self._limits_hit(done, cap, shadow)
-        return done
-
-    def _limits_hit(self, done: Finished, cap: ProcessCap | None, shadow: Shadow) -> list[str]:
-        notes = []
-        if cap is not None and cap.hit():
-            notes.append(
-                f"[limit: the command tried to run more than {cap.limit} processes at once; "
+        if capped_at is not None:
+            self.notes.append(
+                f"[limit: the command tried to run more than {capped_at} processes at once; "
                 "the forks past that failed]"
             )
+        self.notes += self._limits_hit(done, shadow)
+        return done
+
+    def _limits_hit(self, done: Finished, shadow: Shadow) -> list[str]:
+        notes = []
         if self.settings.sandbox != "off" and "No space left on device" in done.output:
             notes.append(
                 f"[limit: if that was /tmp: the sandbox's private /tmp holds at most "
