@@ -93,8 +93,8 @@ def test_a_shadow_dir_a_command_turned_into_a_link_is_never_followed(
     (ws / "pkg" / "a.py").write_text("A = 2\n")
     h.overlay.write("pkg/new.py", "N = 1\n")
     result = h.run("cat pkg/a.py pkg/new.py; test -L pkg && echo still-a-link")
-    assert result.splitlines()[1:] == ["A = 2", "N = 1"]
     assert state_of(outside) == before
+    assert result.splitlines()[1:] == ["A = 2", "N = 1"]
 
     # The model deletes a file there; the user deletes another: sync and refresh remove.
     assert "linked" in h.run(link_it)
