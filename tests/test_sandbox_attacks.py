@@ -188,6 +188,22 @@ def test_secrets_stay_out_of_commands(harness, outside: Path, monkeypatch) -> No
     assert "[commandEnv" not in again  # said once a request
 
 
+@needs_bwrap
+def test_a_workspace_at_home_still_hides_its_credentials(
+    tmp_path: Path, outside: Path, monkeypatch
+) -> None:
+    (outside / ".ssh").mkdir()
+    (outside / ".ssh" / "id_ed25519").write_text("ssh-private-key")
+    (outside / "notes.txt").write_text("notes\n")
+    monkeypatch.setenv("HOME", str(outside))
+    h = Harness(outside, tmp_path, allowCommands=("*",))
+    try:
+        result = h.run("cat .ssh/id_ed25519 notes.txt")
+    finally:
+        h.close()
+    assert "ssh-private-key" not in result and "notes" in result
+
+
 # -- item 4: limits --------------------------------------------------------------------------------
 
 

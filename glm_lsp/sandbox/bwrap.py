@@ -67,17 +67,23 @@ def bwrap_argv(jail: Jail, bwrap: str = "bwrap") -> list[str]:
     ]  # fmt: skip
     for path in jail.keep:  # e.g. the venv glm-lsp runs from, when it lives under /tmp
         argv += ["--ro-bind", path, path]
-    # Hidden before the workspace is mounted, so a workspace below a hidden path still shows.
+    # Hidden before the workspace is mounted, so a workspace below a hidden path still shows;
+    # what lies inside the workspace (a workspace at $HOME) is hidden in the shadow after it.
+    inside: list[tuple[str, Path]] = []
+    others: list[tuple[str, Path]] = []
     for path in jail.hidden:
         if path == "/tmp" or path.startswith("/tmp/") or os.path.islink(path):
             continue  # the private /tmp hides it already; a link's target is in the list too
-        if os.path.isdir(path) and not os.path.islink(path):
-            argv += ["--perms", "0555", "--tmpfs", path]
-        else:  # files and sockets: an empty file over them (nothing to read, none to connect)
-            argv += ["--ro-bind", "/dev/null", path]
+        rel = _below(path, str(jail.root))
+        if rel is None:
+            others.append((path, Path(path)))
+        elif rel and os.path.lexists(jail.shadow / rel):
+            inside.append((path, jail.shadow / rel))
+    argv += _cover(others)
     argv += ["--bind", str(jail.shadow), str(jail.root)]
     for name in jail.exposed:
         argv += ["--ro-bind", str(jail.root / name), str(jail.root / name)]
+    argv += _cover(inside)
     argv += [
         "--chdir", str(jail.root),
         "--setenv", "TMPDIR", "/tmp",
@@ -87,6 +93,24 @@ def bwrap_argv(jail: Jail, bwrap: str = "bwrap") -> list[str]:
     ]  # fmt: skip
     if not jail.allow_network:
         argv.append("--unshare-net")
+    return argv
+
+
+def _below(path: str, top: str) -> str | None:
+    """path relative to top ("" for top itself), or None when it is not inside."""
+    if path == top:
+        return ""
+    return path[len(top) + 1 :] if path.startswith(top.rstrip("/") + "/") else None
+
+
+def _cover(paths: list[tuple[str, Path]]) -> list[str]:
+    """Mounts that hide each path (as seen inside), by what is there (the path looked at)."""
+    argv: list[str] = []
+    for path, looked_at in paths:
+        if looked_at.is_dir() and not looked_at.is_symlink():
+            argv += ["--perms", "0555", "--tmpfs", path]
+        else:  # files and sockets: an empty file over them (nothing to read, none to connect)
+            argv += ["--ro-bind", "/dev/null", path]
     return argv
 
 
@@ -116,7 +140,10 @@ def seatbelt_argv(jail: Jail) -> list[str]:
         ' (literal "/dev/null") (literal "/dev/tty"))',
     ]
     for path in jail.hidden:
-        profile.append(f"(deny file-read* network-outbound (subpath {_sbpl(Path(path))}))")
+        if os.path.isdir(path):
+            profile.append(f"(deny file-read* (subpath {_sbpl(Path(path))}))")
+        else:  # a file, or an agent's socket
+            profile.append(f"(deny file-read* network-outbound (literal {_sbpl(Path(path))}))")
     if not jail.allow_network:
         profile.append("(deny network*)")
     return ["sandbox-exec", "-p", "\n".join(profile)]
