@@ -81,6 +81,8 @@ def test_the_schema_describes_the_settings_contract() -> None:
         "verifyCommand",
         "sandbox",
         "allowNetwork",
+        "commandEnv",
+        "sandboxHide",
         "mcpServers",
         "mcpAllow",
         "mcpAllowReadOnly",

@@ -167,7 +167,7 @@ class CommandTool:
                     shadow.exposed,
                     temp,
                     self.settings.allowNetwork,
-                    hidden=tuple(hidden_paths(os.environ, self.settings.sandboxHide)),
+                    hidden=tuple(hidden_paths(os.environ, self._hide())),
                     keep=kept_under_tmp(self.root, _interpreters()),
                     tmp_bytes=TMP_BYTES,
                 )
@@ -198,6 +198,10 @@ class CommandTool:
             )
         self.notes += self._limits_hit(done, shadow)
         return done
+
+    def _hide(self) -> list[str]:
+        """sandboxHide and glm-lsp's own state (conversation log, permissions, KV cache)."""
+        return [*self.settings.sandboxHide, str(self.settings.state_dir(self.root))]
 
     def _limits_hit(self, done: Finished, shadow: Shadow) -> list[str]:
         notes = []

@@ -282,6 +282,10 @@ export interface Settings {
   sandbox?: "required" | "off";
   /** true, false */
   allowNetwork?: boolean;
+  /** a list of variable names such as ["DATABASE_URL"] */
+  commandEnv?: string[];
+  /** a list of paths such as ["~/work/secrets"] */
+  sandboxHide?: string[];
   /** "preview", "direct" */
   review?: "preview" | "direct";
   /** true, false */
