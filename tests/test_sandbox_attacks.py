@@ -78,19 +78,23 @@ def state_of(path: Path) -> dict[str, tuple[bytes, int]]:
 
 
 @needs_bwrap
+@pytest.mark.parametrize("watched", [False, True], ids=["stat-all", "watched"])
 def test_a_shadow_dir_a_command_turned_into_a_link_is_never_followed(
-    ws: Path, harness, outside: Path
+    ws: Path, harness, outside: Path, watched: bool
 ) -> None:
     (outside / "a.py").write_text("precious\n")
     (outside / "a.py").chmod(0o600)
     (outside / "b.py").write_text("keep me\n")
     before = state_of(outside)
     h = harness()
+    if watched:  # as with a running watcher: only journalled and inotify-seen paths are checked
+        h.index.settle = lambda _timeout: True
     link_it = f"rm -rf pkg && ln -s {outside} pkg && echo linked"
     assert "linked" in h.run(link_it)
 
     # The user edits a file under that dir; the model writes a new one: refresh and sync write.
     (ws / "pkg" / "a.py").write_text("A = 2\n")
+    h.index.apply_change("modified", "pkg/a.py")
     h.overlay.write("pkg/new.py", "N = 1\n")
     result = h.run("cat pkg/a.py pkg/new.py; test -L pkg && echo still-a-link")
     assert state_of(outside) == before

@@ -55,16 +55,28 @@ def _bwrap_works(bwrap: str) -> str | None:
     return None
 
 
-def bwrap_argv(jail: Jail, bwrap: str = "bwrap") -> list[str]:
+@functools.lru_cache(maxsize=1)
+def _sizes_tmpfs(bwrap: str) -> bool:
+    """--size and --perms for a tmpfs came with bubblewrap 0.7; older ones get plain ones."""
+    try:
+        done = subprocess.run(
+            [bwrap, "--ro-bind", "/", "/", "--size", "65536", "--perms", "0555", "--tmpfs",
+             "/tmp", "true"],
+            capture_output=True,
+            timeout=20,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+def bwrap_argv(jail: Jail, bwrap: str = "bwrap", sized: bool = True) -> list[str]:
     # The shadow is mounted at the workspace's own path, so absolute paths (editable installs,
     # venv shebangs, messages) mean the shadow's files; sources resolve in the original root.
-    argv = [
-        bwrap,
-        "--ro-bind", "/", "/",
-        "--dev", "/dev",
-        "--proc", "/proc",
-        "--size", str(jail.tmp_bytes), "--perms", "1777", "--tmpfs", "/tmp",
-    ]  # fmt: skip
+    argv = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+    if sized:
+        argv += ["--size", str(jail.tmp_bytes), "--perms", "1777"]
+    argv += ["--tmpfs", "/tmp"]
     for path in jail.keep:  # e.g. the venv glm-lsp runs from, when it lives under /tmp
         argv += ["--ro-bind", path, path]
     # Hidden before the workspace is mounted, so a workspace below a hidden path still shows;
@@ -79,11 +91,11 @@ def bwrap_argv(jail: Jail, bwrap: str = "bwrap") -> list[str]:
             others.append((path, Path(path)))
         elif rel and os.path.lexists(jail.shadow / rel):
             inside.append((path, jail.shadow / rel))
-    argv += _cover(others)
+    argv += _cover(others, sized)
     argv += ["--bind", str(jail.shadow), str(jail.root)]
     for name in jail.exposed:
         argv += ["--ro-bind", str(jail.root / name), str(jail.root / name)]
-    argv += _cover(inside)
+    argv += _cover(inside, sized)
     argv += [
         "--chdir", str(jail.root),
         "--setenv", "TMPDIR", "/tmp",
@@ -103,12 +115,12 @@ def _below(path: str, top: str) -> str | None:
     return path[len(top) + 1 :] if path.startswith(top.rstrip("/") + "/") else None
 
 
-def _cover(paths: list[tuple[str, Path]]) -> list[str]:
+def _cover(paths: list[tuple[str, Path]], sized: bool) -> list[str]:
     """Mounts that hide each path (as seen inside), by what is there (the path looked at)."""
     argv: list[str] = []
     for path, looked_at in paths:
-        if looked_at.is_dir() and not looked_at.is_symlink():
-            argv += ["--perms", "0555", "--tmpfs", path]
+        if looked_at.is_dir() and not looked_at.is_symlink():  # an empty dir, read-only if it can
+            argv += ["--perms", "0555", "--tmpfs", path] if sized else ["--tmpfs", path]
         else:  # files and sockets: an empty file over them (nothing to read, none to connect)
             argv += ["--ro-bind", "/dev/null", path]
     return argv
@@ -163,4 +175,4 @@ def wrap(jail: Jail) -> tuple[list[str], Path]:
     problem = _bwrap_works(bwrap)
     if problem:
         raise Unavailable(NO_SANDBOX.format(why=f"bwrap does not run here: {problem}"))
-    return bwrap_argv(jail, bwrap), jail.shadow
+    return bwrap_argv(jail, bwrap, _sizes_tmpfs(bwrap)), jail.shadow
