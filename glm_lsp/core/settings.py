@@ -71,7 +71,7 @@ class SettingsState:
             changes = settings_section(raw)
         except SettingsError as exc:
             return str(exc)
-        refused = []
+        refused: list[str] = []
         if from_workspace:
             for key in [k for k in changes if user_only(k)]:
                 if not _unchanged(self.client, key, changes.pop(key)):
