@@ -299,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from glm_lsp.commands import mcp as mcp_cmd
 
-    mcp = sub.add_parser("mcp", help="approve or revoke a workspace's .mcp.json")
+    mcp = sub.add_parser("mcp", help="show, approve or revoke a workspace's .mcp.json")
     mcp_cmd.add_arguments(mcp)
     mcp.set_defaults(func=_cmd_mcp)
 

@@ -128,6 +128,33 @@ KEYS = tuple(a.name for a in attrs.fields(Settings))
 RUN_KEYS = tuple(a.name for a in attrs.fields(Settings) if a.metadata.get("run"))
 BACKEND_KEYS = tuple(a.name for a in attrs.fields(Settings) if a.metadata.get("backend"))
 
+# Settings that decide where data goes or what runs (issue 25): they count only from the user's
+# own configuration (initializationOptions, command-line flags), never from a workspace's
+# (didChangeConfiguration may carry a repository's editor settings). Names, not fields: a name
+# listed before it is a setting refuses nothing more than the unknown key it is.
+USER_ONLY = frozenset(
+    {
+        # where the code, the conversation and the API key go
+        "backend", "model", "baseUrl", "apiKeyEnv", "stateDir", "scriptedReplies",
+        # whether edits land without the user's review
+        "review",
+        # what commands run, how long, how often, and what they see
+        "allowCommands", "verifyCommand", "verifyRounds", "commandTimeout", "sandbox",
+        "allowNetwork", "commandEnv", "sandboxHide",
+        # MCP servers start programs and send headers; every mcp* setting is user-only
+        "mcpServers", "mcpAllow", "mcpAllowReadOnly", "mcpTimeout",
+    }
+)  # fmt: skip
+
+
+def user_only(key: str) -> bool:
+    """Whether `key` counts only from the user's own configuration: the list above, any MCP
+    setting, and any setting marked `run`."""
+    return key in USER_ONLY or key.startswith("mcp") or key in RUN_KEYS
+
+
+USER_ONLY_KEYS = tuple(k for k in KEYS if user_only(k))
+
 
 def accepts(key: str) -> str:
     field = attrs.fields_dict(Settings)[key]

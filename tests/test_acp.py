@@ -372,7 +372,11 @@ async def test_the_clients_mcp_servers_become_tools_asked_through_the_client(
         "<arg_value>hello</arg_value></tool_call>"
     )
     replies = write_replies(tmp_path / "r.json", [call, "Stored.</think>Done."])
-    client = RecordingClient(answers=["allow_once"])
+    # the repository's own .mcp.json: its question carries every header, ${VAR} unexpanded
+    header = {"Authorization": "Bearer ${OPENAI_API_KEY}"}
+    planted = {"api": {"url": "http://127.0.0.1:9/mcp", "headers": header}}
+    (workspace / ".mcp.json").write_text(json.dumps({"mcpServers": planted}))
+    client = RecordingClient(answers=["reject_once", "allow_once"])
     async with acp_agent(client, acp_command(tiny_model_dir, replies)) as (conn, _, _):
         with pytest.raises(RequestError) as bad:
             await conn.new_session(
@@ -383,8 +387,13 @@ async def test_the_clients_mcp_servers_become_tools_asked_through_the_client(
         notes = McpServerStdio(name="notes", command=sys.executable, args=[server], env=[])
         sid = (await conn.new_session(cwd=str(workspace), mcp_servers=[notes])).session_id
         await conn.prompt(session_id=sid, prompt=[text_block("Remember hello")])
-    (tool_call, options) = client.permissions[0]
+    (question, _), (tool_call, options) = client.permissions
+    assert question.title.startswith("This workspace's .mcp.json wants to start MCP servers.")
+    (shown,) = [c.content.text for c in question.content]
+    assert f'- api: url "http://127.0.0.1:9/mcp", headers {json.dumps(header)}' in shown
+    assert "reads your environment variables OPENAI_API_KEY" in shown
     assert "notes__remember" in tool_call.title and options[0] == "allow_once"
+    assert tool_call.content[0].content.text.startswith("GLM wants to call the MCP tool")
     result = log_of(workspace, sid)[0]["messages"][2]
     assert result["role"] == "tool" and "remembered 'hello'" in result["content"]
     (started,) = [u for u in client.of_kind("tool_call") if u.title.startswith("notes__")]

@@ -128,25 +128,26 @@ def test_server_with_crlf_key_works_and_a_bad_key_errors_without_it(
     other_env = KEY_ENV + "_OTHER"
     env = {KEY_ENV: KEY + "\r", other_env: KEY + "\x1b[0m", "GLM_LSP_HTTP_TIMEOUT": "5"}
     argv = [sys.executable, "-m", "glm_lsp.cli", "-v", "serve"]
-    client = WireClient(argv, stderr_path=tmp_path / "stderr.txt", env=env)
-    try:
-        options = {"backend": "openai", "baseUrl": peer.url, "model": "glm-4.7"}
-        client.initialize(root, {**options, "apiKeyEnv": KEY_ENV})
-        peer.answers.append(answer("Hello."))
-        assert client.command("glm.ask", {"question": "hi"})["text"] == "Hello."
-        assert peer.headers[0]["Authorization"] == f"Bearer {KEY}"
-        client.notify(
-            "workspace/didChangeConfiguration", {"settings": {"glm": {"apiKeyEnv": other_env}}}
-        )
-        with pytest.raises(RpcError) as err:
-            client.command("glm.ask", {"question": "again"})
-        assert err.value.code == BACKEND_ERROR
-        assert f"the API key in ${other_env} holds" in err.value.message
-        assert KEY not in err.value.message and "Traceback" not in client.stderr()
-        assert KEY not in client.stderr() and KEY not in json.dumps(client.notifications)
-        assert len(peer.headers) == 1
-    finally:
-        client.close()
+    options = {"backend": "openai", "baseUrl": peer.url, "model": "glm-4.7"}
+    # apiKeyEnv is the user's own (issue 25): one server per key, each from initializationOptions
+    for key_env in (KEY_ENV, other_env):
+        client = WireClient(argv, stderr_path=tmp_path / f"{key_env}.txt", env=env)
+        try:
+            client.initialize(root, {**options, "apiKeyEnv": key_env})
+            if key_env == KEY_ENV:
+                peer.answers.append(answer("Hello."))
+                assert client.command("glm.ask", {"question": "hi"})["text"] == "Hello."
+                assert peer.headers[0]["Authorization"] == f"Bearer {KEY}"
+                continue
+            with pytest.raises(RpcError) as err:
+                client.command("glm.ask", {"question": "again"})
+            assert err.value.code == BACKEND_ERROR
+            assert f"the API key in ${other_env} holds" in err.value.message
+            assert KEY not in err.value.message and "Traceback" not in client.stderr()
+            assert KEY not in client.stderr() and KEY not in json.dumps(client.notifications)
+            assert len(peer.headers) == 1
+        finally:
+            client.close()
 
 
 def test_any_exception_in_the_backend_is_masked(

@@ -481,20 +481,26 @@ async def test_bad_arguments_and_settings(tmp_path: Path, model: Path) -> None:
         assert status["backend"] == "openai"  # from initializationOptions
 
         client.workspace_did_change_configuration(
-            lsp.DidChangeConfigurationParams(settings={"glm": {"backend": "bogus"}})
+            lsp.DidChangeConfigurationParams(settings={"glm": {"thinking": "bogus"}})
         )
         await until(lambda: client.messages)
         (message,) = client.messages
         assert (
             message.type == lsp.MessageType.Error
-            and "glm.backend" in message.message
-            and "mlx" in message.message
+            and "glm.thinking" in message.message
+            and "auto" in message.message
         )
-        assert (await command(client, "glm.status", {}))["backend"] == "openai"  # old value kept
 
+        # backend is the user's own (issue 25): a workspace's change, flat settings too, is
+        # refused by name and the old value kept
         client.workspace_did_change_configuration(
             lsp.DidChangeConfigurationParams(settings={"backend": "mlx"})
         )
-        assert (await command(client, "glm.status", {}))["backend"] == "mlx"  # flat settings too
-        # the server still does real work after all that
-        assert (await command(client, "glm.explain", {"uri": uri}))["text"] == EXPLAIN
+        await until(lambda: len(client.messages) == 2)
+        assert client.messages[1].message.startswith("glm.backend ignored: settings")
+        assert (await command(client, "glm.status", {}))["backend"] == "openai"  # old value kept
+        # the server still serves after all that, on the user's backend (nothing listens there)
+        with pytest.raises(JsonRpcException) as err:
+            await command(client, "glm.explain", {"uri": uri})
+        assert "cannot reach the server at http://127.0.0.1:1234/v1" in err.value.message
+        assert (await command(client, "glm.status", {}))["busy"] is False

@@ -76,16 +76,27 @@ def test_the_schema_describes_the_settings_contract() -> None:
     assert props["backend"] == props["backend"] | {"enum": ["mlx", "openai"], "default": "mlx"}
     assert props["kvBits"]["enum"] == [4, 8, None]
     assert props["maxTokens"]["minimum"] == 1 and props["maxTokens"]["type"] == "integer"
+    # where data goes or what runs (issue 25): only from the user's own configuration
     assert [k for k, p in props.items() if p.get("x-userOnly")] == [
+        "backend",
+        "model",
+        "baseUrl",
+        "apiKeyEnv",
+        "stateDir",
+        "scriptedReplies",
         "allowCommands",
         "verifyCommand",
+        "verifyRounds",
+        "commandTimeout",
         "sandbox",
         "allowNetwork",
         "commandEnv",
         "sandboxHide",
+        "review",
         "mcpServers",
         "mcpAllow",
         "mcpAllowReadOnly",
+        "mcpTimeout",
     ]
     v = validator({"$ref": "#/$defs/Settings"})
     assert v.is_valid(converter.unstructure(Settings()))

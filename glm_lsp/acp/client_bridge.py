@@ -123,8 +123,14 @@ class ClientBridge:
                 PermissionOption(option_id="allow_always", name=always_label, kind="allow_always")
             )
         options.append(PermissionOption(option_id="reject_once", name="Reject", kind="reject_once"))
+        # The title is one line; the whole question (every entry an approval covers) is content.
+        title = message.split("\n", 1)[0]
         tool_call = ToolCallUpdate(
-            tool_call_id=call_id, title=message[:200], kind="other", status="pending"
+            tool_call_id=call_id,
+            title=title if len(title) <= 200 else title[:199] + "…",
+            kind="other",
+            status="pending",
+            content=[tool_content(text_block(message))],
         )
         choice = self._permission(tool_call, options)
         return {"allow_once": ALLOW_ONCE, "allow_always": ALLOW_ALWAYS}.get(choice or "", DENY)

@@ -1,5 +1,6 @@
 """Settings as a front-end receives them (the README's Settings): sources merged in order, bad
-values refused with a message, and the settings that let commands run refused from a workspace.
+values refused with a message, and the user-only settings (config.USER_ONLY: where data goes,
+what runs) refused from a workspace.
 
 Sources, later wins: defaults, the client's initial settings, its later changes, command-line
 flags. The LSP server and the ACP agent each hold one SettingsState.
@@ -7,10 +8,13 @@ flags. The LSP server and the ACP agent each hold one SettingsState.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
-from glm_lsp.config import RUN_KEYS, Settings, SettingsError, kebab
+from glm_lsp.config import Settings, SettingsError, kebab, user_only
+
+log = logging.getLogger(__name__)
 
 
 def settings_section(raw: Any) -> dict[str, Any]:
@@ -24,20 +28,30 @@ def settings_section(raw: Any) -> dict[str, Any]:
     return dict(raw)
 
 
+# Flags whose spelling is not the key's kebab-case (a list taken one item per flag).
+FLAGS = {"allowCommands": "--allow-command", "mcpAllow": "--mcp-allow"}
+
+
 def refused_message(keys: list[str]) -> str:
     names = ", ".join(f"glm.{k}" for k in keys)
-    flags = ", ".join(f"--{kebab(k)}" if k != "allowCommands" else "--allow-command" for k in keys)
+    flags = ", ".join(FLAGS.get(k) or f"--{kebab(k)}" for k in keys)
     return (
-        f"{names} ignored: settings that let commands run count only from your own "
-        "configuration, never a workspace's (VS Code: user settings; Neovim: your init.lua; "
-        f"other editors: initializationOptions, or the serve flags {flags}); "
-        "restart the server after changing them"
+        f"{names} ignored: settings that decide where your code and keys go or what runs count "
+        "only from your own configuration, never a workspace's (VS Code: user settings; Neovim: "
+        "your init.lua; other editors: initializationOptions, or the serve flags "
+        f"{flags}); restart the server after changing them"
     )
 
 
-def _same(a: Any, b: Any) -> bool:
-    norm = lambda v: tuple(v) if isinstance(v, list) else v  # noqa: E731
-    return norm(a) == norm(b)
+def _unchanged(current: Settings, key: str, value: Any) -> bool:
+    """Whether `value` is what `key` already holds (Neovim sends its own settings both ways):
+    no change, so nothing to refuse. A key that is no setting, or a bad value, is a change."""
+    if not hasattr(current, key):
+        return False
+    try:
+        return getattr(current.merged({key: value}), key) == getattr(current, key)
+    except SettingsError:
+        return False
 
 
 class SettingsState:
@@ -50,19 +64,26 @@ class SettingsState:
 
     def update(self, raw: Any, *, from_workspace: bool = False) -> str | None:
         """Apply the client's settings; on a bad value return the error and keep the old ones.
-        `from_workspace`: a change that may carry a repository's own settings, so the settings
-        that make commands run are refused there (returned as the message)."""
+        `from_workspace`: a change that may carry a repository's own settings, so the user-only
+        settings (config.USER_ONLY) in it are refused, named in the returned message, and keep
+        their values; the other keys still apply."""
         try:
             changes = settings_section(raw)
-            refused = []
-            if from_workspace:
-                for key in RUN_KEYS:
-                    if key in changes and not _same(changes[key], getattr(self.client, key)):
-                        refused.append(key)
-                    changes.pop(key, None)
+        except SettingsError as exc:
+            return str(exc)
+        refused: list[str] = []
+        if from_workspace:
+            for key in [k for k in changes if user_only(k)]:
+                if not _unchanged(self.client, key, changes.pop(key)):
+                    refused.append(key)
+        if refused:
+            log.warning("refused user-only settings from the workspace: %s", ", ".join(refused))
+        messages = [refused_message(refused)] if refused else []
+        try:
             client = self.client.merged(changes)
             effective = client.merged(self.flags)
         except SettingsError as exc:
-            return str(exc)
-        self.client, self.effective = client, effective
-        return refused_message(refused) if refused else None
+            messages.insert(0, str(exc))
+        else:
+            self.client, self.effective = client, effective
+        return "\n".join(messages) or None

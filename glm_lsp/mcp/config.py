@@ -44,6 +44,36 @@ class ServerConfig:
             return " ".join([self.command, *self.args])
         return str(self.url)
 
+    def variables(self) -> tuple[str, ...]:
+        """The user's environment variables the entry reads: each `${VAR}` that expand() fills
+        in at start (in the command, args, env values, url and header values)."""
+        texts = [self.command or "", *self.args, self.url or ""]
+        texts += [v for _, v in (*self.env, *self.headers)]
+        found = (m.group(1) for text in texts for m in _VAR.finditer(text))
+        return tuple(dict.fromkeys(found))
+
+    def disclosure(self) -> str:
+        """Everything the entry starts, passes or sends, as written (`${VAR}` unexpanded) and
+        JSON-quoted so no value can pass for more of the list: what approving it approves."""
+        if self.command:
+            parts = [f"command {_quoted(self.command)}", f"args {_quoted(list(self.args))}"]
+            parts.append(f"env {_quoted_pairs(self.env)}")
+        else:
+            parts = [f"url {_quoted(self.url)}", f"headers {_quoted_pairs(self.headers)}"]
+        names = self.variables()
+        reads = f"; reads your environment variables {', '.join(names)}" if names else ""
+        return f"{self.name}: {', '.join(parts)}{reads}"
+
+
+def _quoted(value: Any) -> str:
+    """JSON, ASCII-only: a line break, control or bidi character shows as an escape."""
+    return json.dumps(value)
+
+
+def _quoted_pairs(items: Sequence[tuple[str, str]]) -> str:
+    """Pairs as a JSON object, each pair kept (a list of {name, value} may repeat a name)."""
+    return "{" + ", ".join(f"{_quoted(k)}: {_quoted(v)}" for k, v in items) + "}"
+
 
 def _strings(where: str, key: str, value: Any) -> tuple[str, ...]:
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
@@ -169,8 +199,12 @@ def expand(config: ServerConfig) -> ServerConfig:
 @dataclass(frozen=True)
 class ProjectFile:
     path: Path
-    digest: str
+    digest: str  # approval_digest of the servers
     servers: tuple[ServerConfig, ...]
+
+    def disclosure(self) -> list[str]:
+        """One line per server: everything an approval of the file covers."""
+        return [s.disclosure() for s in self.servers]
 
 
 def read_project_file(root: Path) -> ProjectFile | None:
@@ -190,7 +224,24 @@ def read_project_file(root: Path) -> ProjectFile | None:
     if not isinstance(parsed, Mapping) or not isinstance(parsed.get("mcpServers"), Mapping):
         raise McpConfigError(f'{path} must hold {{"mcpServers": {EXAMPLE}}}')
     found = servers(parsed["mcpServers"], PROJECT_FILE)
-    return ProjectFile(path, hashlib.sha256(data).hexdigest(), found)
+    return ProjectFile(path, approval_digest(found), found)
+
+
+def approval_digest(configs: Sequence[ServerConfig]) -> str:
+    """What an approval covers: every field of every server as written (before `${VAR}` is
+    expanded), exactly what disclosure() shows; a change to any of them asks again."""
+    shape = [
+        {
+            "name": c.name,
+            "command": c.command,
+            "args": list(c.args),
+            "env": [list(pair) for pair in c.env],
+            "url": c.url,
+            "headers": [list(pair) for pair in c.headers],
+        }
+        for c in sorted(configs, key=lambda c: c.name)
+    ]
+    return hashlib.sha256(json.dumps(shape).encode("ascii")).hexdigest()
 
 
 def merge(*groups: Sequence[ServerConfig]) -> tuple[ServerConfig, ...]:

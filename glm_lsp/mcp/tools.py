@@ -29,6 +29,7 @@ from glm_lsp.mcp.client import (
 from glm_lsp.mcp.config import (
     PROJECT_FILE,
     McpConfigError,
+    ProjectFile,
     ServerConfig,
     merge,
     read_project_file,
@@ -54,6 +55,17 @@ class Snapshot:
     def digest(self) -> str:
         text = json.dumps(self.schemas, ensure_ascii=False, sort_keys=True)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def approval_question(project: ProjectFile) -> str:
+    """The question for an unapproved `.mcp.json`: everything its approval covers, `${VAR}`
+    as written, and the user's variables it would read, named."""
+    listed = "\n".join(f"- {line}" for line in project.disclosure())
+    return (
+        f"This workspace's {PROJECT_FILE} wants to start MCP servers. They run as you, outside "
+        f"the sandbox, with exactly this (${{VAR}} is filled from your environment):\n{listed}\n"
+        "Use them?"
+    )
 
 
 class McpServers:
@@ -91,12 +103,7 @@ class McpServers:
             return ()
         if project.digest in self._once or self.approvals.approved(self.root, project.digest):
             return project.servers
-        listed = "; ".join(f"{s.name}: {s.describe()}" for s in project.servers)
-        message = (
-            f"This workspace's {PROJECT_FILE} wants to start MCP servers (they run as you, "
-            f"outside the sandbox): {listed}. Use them?"
-        )
-        answer = ask(message, TRUST_LABEL) if ask is not None else None
+        answer = ask(approval_question(project), TRUST_LABEL) if ask is not None else None
         if answer == ALLOW_ALWAYS:
             self.approvals.approve(self.root, project.digest)
         elif answer == ALLOW_ONCE:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcRequestCancelled
 
 from glm_lsp.config import Settings
+from glm_lsp.masking import environment_secrets, mask
 from glm_lsp.server.app import GlmServer
 
 
@@ -23,6 +25,20 @@ class AnsweredErrors(logging.Filter):
             return False
         if isinstance(exc, JsonRpcException):
             record.msg, record.args, record.exc_info = f"{record.getMessage()}: {exc}", (), None
+        return True
+
+
+class MaskedSecrets(logging.Filter):
+    """pygls logs the initialize params (the user's settings) at INFO: a baseUrl's
+    `user:password@` and the values of secret-named variables are masked there, as in errors."""
+
+    USERINFO = re.compile(r"(://)[^/\s@'\"]+@")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        masked = mask(self.USERINFO.sub(r"\1***@", text), environment_secrets())
+        if masked != text:
+            record.msg, record.args = masked, ()
         return True
 
 
@@ -47,6 +63,7 @@ def serve(
     """stdio: one server for the parent's pipe. TCP: a token and one server per connection."""
     for name in ("pygls.protocol.json_rpc", "pygls.server", "pygls.io_", "asyncio"):
         logging.getLogger(name).addFilter(AnsweredErrors())
+    logging.getLogger("pygls.protocol.language_server").addFilter(MaskedSecrets())
     if tcp:
         from glm_lsp.server.tcp import check_host, read_token, serve_tcp
 

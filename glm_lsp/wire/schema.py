@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 import attrs
 
-from glm_lsp.config import Settings
+from glm_lsp.config import Settings, user_only
 from glm_lsp.wire.commands import COMMANDS, STREAM_METHOD, StreamNotification
 from glm_lsp.wire.constraints import Number, Text
 from glm_lsp.wire.converter import camel, describe, is_optional, without_none
@@ -69,7 +69,7 @@ def _define(cls: type, defs: dict[str, Any]) -> str:
         elif cls is Settings:
             default = a.default.factory() if isinstance(a.default, attrs.Factory) else a.default
             prop["default"] = list(default) if isinstance(default, tuple) else default
-        if a.metadata.get("run"):
+        if cls is Settings and user_only(a.name):
             prop["x-userOnly"] = True  # counts only from the user's own configuration
         properties[camel(a.name)] = prop
     defs[name] = {

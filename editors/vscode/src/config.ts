@@ -26,7 +26,7 @@ export function workspaceFolder(): string | undefined {
 export function readConfig(): GlmConfig {
   const cfg = vscode.workspace.getConfiguration('glm');
   const ctx: PathContext = { workspaceFolder: workspaceFolder(), home: os.homedir() };
-  const mapped = toInitializationOptions((key) => cfg.inspect(key), ctx, vscode.workspace.isTrusted);
+  const mapped = toInitializationOptions((key) => cfg.inspect(key), ctx);
   // The configuration object carries the section's values as plain properties next to methods.
   const keys = Object.keys(cfg).filter((k) => typeof (cfg as unknown as Record<string, unknown>)[k] !== 'function');
   const server = parseServerCommand(cfg.get('serverCommand'), ctx);

@@ -1,5 +1,5 @@
 // Entry point: owns the output channel, status bar, commands and the language client's lifecycle
-// (start, restart on serverCommand changes, settings pushed on configuration changes).
+// (start, restart when serverCommand or a user-only setting changes, other settings pushed).
 
 import * as vscode from 'vscode';
 import { DidChangeConfigurationNotification, State, type LanguageClient } from 'vscode-languageclient/node';
@@ -9,7 +9,7 @@ import { readConfig, reportConfigErrors, settingDefault, workspaceFolder } from 
 import { ReadOnlyDocs } from './docs';
 import { GlmOutput } from './output';
 import { STREAM_METHOD } from './protocol';
-import { nextSettings } from './settings';
+import { needsRestart, nextSettings } from './settings';
 import { StatusBar } from './status';
 
 let client: LanguageClient | undefined;
@@ -30,7 +30,6 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     ...commands.register(),
     vscode.commands.registerCommand('glm-lsp.restart', () => restart()),
     vscode.workspace.onDidChangeConfiguration((e) => onConfigChange(e)),
-    vscode.workspace.onDidGrantWorkspaceTrust(() => pushSettings()),
     { dispose: () => void stop() },
   );
   await start();
@@ -100,7 +99,7 @@ async function restart(): Promise<void> {
 
 function onConfigChange(e: vscode.ConfigurationChangeEvent): void {
   if (!e.affectsConfiguration('glm')) return;
-  if (e.affectsConfiguration('glm.serverCommand')) {
+  if (needsRestart((section) => e.affectsConfiguration(section))) {
     void restart();
   } else if (!e.affectsConfiguration('glm.trace')) {
     pushSettings();

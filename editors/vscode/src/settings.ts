@@ -119,6 +119,8 @@ const VALIDATORS = {
   commandTimeout: positiveInt,
   sandbox: oneOf('required', 'off'),
   allowNetwork: bool,
+  commandEnv: stringList,
+  sandboxHide: stringList,
   review: oneOf('preview', 'direct'),
   speculativeDecoding: bool,
   draftTokens: positiveInt,
@@ -140,19 +142,26 @@ export const SETTING_KEYS = Object.keys(VALIDATORS) as SettingKey[];
 export const CLIENT_KEYS = ['serverCommand', 'trace'] as const;
 
 /**
- * Settings a workspace must not choose while untrusted: where requests go, which variable holds
- * the key, and what is loaded. Matches `restrictedConfigurations` in package.json.
- */
-export const RESTRICTED_KEYS = new Set<SettingKey>(['model', 'baseUrl', 'apiKeyEnv', 'stateDir', 'scriptedReplies']);
-
-/**
- * Settings that make commands or MCP servers run: only the user's own (global) value counts, trusted or not, so
- * a repository's .vscode/settings.json can never allow a command (package.json scopes them
- * `machine` as well).
+ * Settings that decide where data goes or what runs (the server's x-userOnly, issue 25): only the
+ * user's own (global) value counts, trusted workspace or not, so a repository's
+ * .vscode/settings.json can never choose the endpoint, the key's variable, the state dir, the
+ * review, a command or an MCP server. package.json scopes them `machine` and lists them in
+ * `restrictedConfigurations`; the server refuses them from didChangeConfiguration, so a change
+ * restarts the server (extension.ts).
  */
 export const USER_ONLY_KEYS = new Set<SettingKey>([
-  'allowCommands', 'verifyCommand', 'sandbox', 'allowNetwork', 'mcpServers', 'mcpAllow', 'mcpAllowReadOnly',
+  'backend', 'model', 'baseUrl', 'apiKeyEnv', 'stateDir', 'scriptedReplies',
+  'allowCommands', 'verifyCommand', 'verifyRounds', 'commandTimeout', 'sandbox', 'allowNetwork',
+  'commandEnv', 'sandboxHide', 'review', 'mcpServers', 'mcpAllow', 'mcpAllowReadOnly', 'mcpTimeout',
 ]);
+
+/**
+ * Whether a configuration change needs a new server: the command that starts it, or a user-only
+ * setting (the server takes those only at start). `affects`: ConfigurationChangeEvent's check.
+ */
+export function needsRestart(affects: (section: string) => boolean): boolean {
+  return affects('glm.serverCommand') || [...USER_ONLY_KEYS].some((key) => affects(`glm.${key}`));
+}
 
 /** Settings whose string value is a path: `~` and `${workspaceFolder}` are expanded. */
 const PATH_KEYS = new Set<SettingKey>(['model', 'stateDir', 'scriptedReplies']);
@@ -186,13 +195,13 @@ export function expandPath(value: string, ctx: PathContext): string {
  * Only keys the user set, validated. A bad value is left out (the server keeps its previous
  * value, as the server does) and reported in `errors` naming the key and what it accepts.
  */
-export function toInitializationOptions(inspect: Inspect, ctx: PathContext = {}, trusted = true): Mapped {
+export function toInitializationOptions(inspect: Inspect, ctx: PathContext = {}): Mapped {
   const options: InitializationOptions = {};
   const errors: string[] = [];
   const rejected: SettingKey[] = [];
   for (const key of SETTING_KEYS) {
     let inspected = inspect(key);
-    if (inspected && (USER_ONLY_KEYS.has(key) || (!trusted && RESTRICTED_KEYS.has(key)))) {
+    if (inspected && USER_ONLY_KEYS.has(key)) {
       inspected = { globalValue: inspected.globalValue };
     }
     const { set, value } = userValue(inspected);
