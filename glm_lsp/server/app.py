@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import inspect
 import logging
@@ -12,7 +13,7 @@ from typing import Any
 from lsprotocol import types as lsp
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcInvalidRequest
 from pygls.lsp.server import LanguageServer
-from pygls.protocol import LanguageServerProtocol
+from pygls.protocol import LanguageServerProtocol, default_converter
 from pygls.uris import to_fs_path
 
 from glm_lsp import __version__
@@ -157,13 +158,26 @@ class LspDocuments:
         return [(uri, doc.source) for uri, doc in list(self._docs().items())]
 
 
+@functools.cache
+def _shared_converter() -> Any:
+    """lsprotocol's converter takes ~15 ms to build: one for every TCP connection of the process
+    (its hooks are the same for all), so a connection costs little before its token."""
+    return default_converter()
+
+
 class GlmServer(LanguageServer):
     protocol: GlmProtocol
 
     def __init__(self, flags: Settings, *, token: str | None = None) -> None:
         # pygls's pool only reads stdin (we have no @thread handlers): one reader needs one thread,
         # and a larger pool grows by a thread whenever a read is submitted before the last returns.
-        super().__init__("glm-lsp", __version__, protocol_cls=GlmProtocol, max_workers=1)
+        super().__init__(
+            "glm-lsp",
+            __version__,
+            protocol_cls=GlmProtocol,
+            converter_factory=_shared_converter,
+            max_workers=1,
+        )
         self.protocol.expected_token = token  # a TCP connection must present it (server/tcp.py)
         # Command-line flags win over LSP settings (the README's Settings).
         self.settings_state = SettingsState(flags)
