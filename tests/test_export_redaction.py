@@ -140,6 +140,8 @@ def test_export_file_is_private(tmp_path: Path) -> None:
         ("mysql -u root -p mydb", None),
         ('{"auth": "none"}', None),
         ("Use basic auth or a token.", None),
+        ("The default password is set at install.", None),
+        ("password = None", None),
         ("MAX_TOKENS=4096 PWD=/srv", None),
         ("git@github.com:org/repo.git", None),
         ("commit 3f786850e387550fdab836ed7e6dc881de23001b", None),

@@ -60,7 +60,8 @@ _IN_CONTEXT = [
         # Azure connection strings: AccountKey=...; SharedAccessKey=...;
         r"(?i)\b(?:AccountKey|SharedAccessKey)\s*=\s*(?P<s>[^;\s\"']+)",
         # .netrc: `machine host login user password pw` (one line or several), `default ...`
-        r"(?i)\b(?:machine\s+\S+|default)(?:\s+(?:login|account|port)\s+\S+)*\s+password\s+(?P<s>\S+)",
+        r"(?i)\b(?:machine\s+\S+(?:\s+(?:login|account|port)\s+\S+)*"
+        r"|default(?:\s+(?:login|account|port)\s+\S+)+)\s+password\s+(?P<s>\S+)",
         # mysql and friends: the password glued to -p, or --password=
         r"\b(?:mysql|mysqldump|mysqladmin|mysqlimport|mysqlshow|mysqlcheck|mariadb)\b[^\n]*?"
         r"\s(?:-p|--password=)(?P<s>'[^'\n]*'|\"[^\"\n]*\"|[^\s'\"]+)",
@@ -71,7 +72,8 @@ _IN_CONTEXT = [
         # env, ini and properties lines in any case: `db_password=x`, `smtp_passwd = "x"`; not a
         # keyword argument inside code (`f(db_password=db_password)`), nor a `$REFERENCE`
         _PASSWORD_LINE + r"(?P<q>[\"'])(?P<s>(?:(?!(?P=q))[^\n])+)(?P=q)",
-        _PASSWORD_LINE + r"(?P<s>(?![$%{<\"'])[^\s\"'`;|()\[\]]+)(?=\s|$)",
+        _PASSWORD_LINE
+        + r"(?!(?:None|null|nil|true|false)\s*$)(?P<s>(?![$%{<\"'])[^\s\"'`;|()\[\]]+)(?=\s|$)",
     )
 ]
 _SLACK_HOOK = re.compile(r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[\w/\-]+")
