@@ -170,7 +170,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_undo(args: argparse.Namespace) -> int:
     from glm_lsp.commands.undo import undo_command
 
-    return undo_command(Path(args.workspace), settings_from(args))
+    return undo_command(
+        Path(args.workspace), settings_from(args), allow_sensitive=args.allow_sensitive
+    )
 
 
 def _cmd_log(args: argparse.Namespace) -> int:
@@ -305,6 +307,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     undo = sub.add_parser("undo", help="revert the last applied edit if its files are unchanged")
     undo.add_argument("workspace")
+    undo.add_argument(
+        "--allow-sensitive",
+        action="store_true",
+        help="also write back files that run code on their own (hooks, CI, editor tasks)",
+    )
     add_setting_flags(undo)
     undo.set_defaults(func=_cmd_undo)
 

@@ -34,6 +34,9 @@ class Decoded:
         return self.encoding == UTF8
 
 
+_WESTERN = ("cp1252", "latin_1", "iso8859_15")  # preferred, in this order, among ties
+
+
 def decode(data: bytes) -> Decoded:
     """Strict UTF-8 first; anything else is decoded by charset-normalizer, never with U+FFFD."""
     if b"\x00" in data[:BINARY_PROBE] and not data.startswith(_UTF16_32_BOMS):
@@ -44,9 +47,17 @@ def decode(data: bytes) -> Decoded:
         pass
     from charset_normalizer import from_bytes  # imported late: only non-UTF-8 files need it
 
-    best = from_bytes(data).best()
+    matches = from_bytes(data)
+    best = matches.best()
     if best is None:
         raise NotText("neither UTF-8 nor an encoding charset-normalizer recognises")
+    # Short Western text fits many single-byte code pages equally well (café: cp1250, cp1257,
+    # even cp1006); among equally good guesses the most common one names it.
+    tied = [m for m in matches if (m.chaos, m.coherence) == (best.chaos, best.coherence)]
+    for name in _WESTERN:
+        for match in tied:
+            if name in match.could_be_from_charset:
+                return Decoded(str(match), name)
     return Decoded(str(best), best.encoding)
 
 

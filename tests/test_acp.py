@@ -300,6 +300,26 @@ def test_malformed_json_is_answered_and_the_agent_keeps_serving(
     assert done.returncode == 0
 
 
+def test_stdout_redirected_to_a_file_gets_the_answers(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """`glm-lsp acp > file`: asyncio's pipe transport refuses a regular file, which used to end
+    the agent before it answered anything."""
+    import subprocess
+
+    out = tmp_path / "answers.jsonl"
+    request = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": 1}}
+    with out.open("wb") as stdout:
+        done = subprocess.run(
+            acp_command(tiny_model_dir, write_replies(tmp_path / "r.json", [])),
+            input=json.dumps(request).encode() + b"\n",
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            timeout=120,
+        )
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    (answer,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert answer["id"] == 1 and answer["result"]["protocolVersion"] == 1
+
+
 @pytest.mark.skipif(not HAS_BWRAP, reason="bubblewrap is not installed")
 async def test_run_command_runs_sandboxed_in_the_clients_terminal_after_permission(
     tiny_model_dir: Path, workspace: Path, tmp_path: Path

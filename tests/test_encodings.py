@@ -102,6 +102,20 @@ def test_a_latin1_file_is_read_decoded_and_never_written(root: Path) -> None:
     assert (root / "latin1.py").read_bytes() == LATIN1
 
 
+@pytest.mark.parametrize(
+    "data",
+    [b"caf\xe9 na\xefve r\xe9sum\xe9\n", LATIN1, b"Gr\xfc\xdfe aus K\xf6ln\n"],
+    ids=["short", "python", "german"],
+)
+def test_a_latin1_file_is_named_cp1252_and_shown_as_written(root: Path, data: bytes) -> None:
+    """Short Western text fits several code pages equally well; charset-normalizer's first pick
+    was cp1250 or cp1006 (naďve), while cp1252 (latin-1's superset) reads it as written."""
+    (root / "western.txt").write_bytes(data)
+    first, _, text = make_box(root).run("read_file", {"path": "western.txt"}).partition("\n")
+    assert first.startswith("[western.txt is encoded as cp1252:"), first
+    assert data.decode("latin-1") in text
+
+
 def test_an_ambiguous_old_text_report_is_short_and_fast(tmp_path: Path) -> None:
     (tmp_path / "big.txt").write_text("x\n" * 100_000)
     box = make_box(tmp_path)

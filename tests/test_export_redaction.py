@@ -19,7 +19,11 @@ RESTRICTED = "rk_live_51H8x2bCdEfGhIjKlMnOpQrStUvWx"
 DB_PASSWORD = "hunter"  # short and all letters: no "key-like" heuristic would catch it
 ENV_PASSWORD = "correcthorse"
 SLACK = "https://hooks.slack.com/services/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"
+NPM = "npm_a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"
+NETRC_PASSWORD = "letmein"
+DOCKER_AUTH = "YWxpY2U6aHVudGVyMg=="  # base64 of alice:hunter2
 SECRETS = [STRIPE, RESTRICTED, DB_PASSWORD, ENV_PASSWORD, SLACK, "T0A1B2C3D/B0A1B2C3D"]
+SECRETS += [NPM, NETRC_PASSWORD, DOCKER_AUTH]
 
 SETTINGS_FILE = f"""\
 STRIPE_KEY = '{STRIPE}'
@@ -27,6 +31,10 @@ DATABASE_URL = "postgres://app:{DB_PASSWORD}@db.internal:5432/app"
 PASSWORD={ENV_PASSWORD}
 ALERTS = "{SLACK}"
 MAX_TOKENS=4096
+# cat ~/.netrc ~/.docker/config.json; npm token list
+machine api.example.com login alice password {NETRC_PASSWORD}
+{{"auths": {{"https://index.docker.io/v1/": {{"auth": "{DOCKER_AUTH}"}}}}}}
+{NPM}
 """
 
 
@@ -100,11 +108,40 @@ def test_export_file_is_private(tmp_path: Path) -> None:
         (f"curl {SLACK} -d x", f"curl {SECRET} -d x"),
         ("redis://:pw@cache:6379/0", f"redis://:{SECRET}@cache:6379/0"),
         ("mysql://app:s3cr3t@localhost/db", f"mysql://app:{SECRET}@localhost/db"),
+        (f"publish with {NPM}", f"publish with {SECRET}"),
+        (
+            "curl -H 'Authorization: Basic YWxpY2U6aHVudGVyMg==' https://x",
+            f"curl -H 'Authorization: Basic {SECRET}' https://x",
+        ),
+        (
+            "AccountName=acct;AccountKey=shortKey+abc/def==;EndpointSuffix=core.windows.net",
+            f"AccountName=acct;AccountKey={SECRET};EndpointSuffix=core.windows.net",
+        ),
+        (
+            "machine db\n  login app\n  password pw1",
+            f"machine db\n  login app\n  password {SECRET}",
+        ),
+        ("mysql -u root -pS3cretPass mydb", f"mysql -u root -p{SECRET} mydb"),
+        ("mysqldump -u app --password=hunter app", f"mysqldump -u app --password={SECRET} app"),
+        ('{"auth": "YWxpY2U6aHVudGVyMg=="}', f'{{"auth": "{SECRET}"}}'),
+        (
+            "curl -u alice:hunter2 https://api.example.com",
+            f"curl -u alice:{SECRET} https://api.example.com",
+        ),
+        ("db_password=hunter", f"db_password={SECRET}"),
+        ("  smtp_passwd = 'pass word'", f"  smtp_passwd = '{SECRET}'"),
         ('export DB_PASSWORD="two words"', f"export DB_PASSWORD={SECRET}"),
         ('password = "hunter2"', f'password = "{SECRET}"'),  # detect-secrets' keyword plugin
         # Code, references and ordinary settings stay.
         ("PASSWORD=$DB_PASSWORD", None),
         ("f(password=password)", None),
+        ("connect(host, db_password=db_password)", None),
+        ("db_password=$DB_PASSWORD", None),
+        ("mysql -u root -p mydb", None),
+        ('{"auth": "none"}', None),
+        ("Use basic auth or a token.", None),
+        ("The default password is set at install.", None),
+        ("password = None", None),
         ("MAX_TOKENS=4096 PWD=/srv", None),
         ("git@github.com:org/repo.git", None),
         ("commit 3f786850e387550fdab836ed7e6dc881de23001b", None),

@@ -218,6 +218,7 @@ def test_token_file_wins_over_the_environment(tmp_path: Path) -> None:
     root = workspace(tmp_path)
     token_file = tmp_path / "token"
     token_file.write_text("from-the-file\n")
+    token_file.chmod(0o600)  # a token file others can read is refused (test_tcp_preauth.py)
     env = {"GLM_LSP_TOKEN": TOKEN}
     with tcp_server(tmp_path, tmp_path / "m", "--token-file", str(token_file), env=env) as server:
         client = server.connect()

@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import stat
 import sys
-from typing import Any
+from typing import Any, BinaryIO
 
 PARSE_ERROR, INVALID_REQUEST = -32700, -32600
 
@@ -25,7 +26,11 @@ async def protocol_streams(limit: int) -> tuple[asyncio.StreamWriter, asyncio.St
     raw = asyncio.StreamReader(limit=limit)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(raw), sys.stdin)
     out = os.fdopen(protocol_fd, "wb", buffering=0)
-    transport, protocol = await loop.connect_write_pipe(_WriteProtocol, out)
+    if stat.S_ISREG(os.fstat(protocol_fd).st_mode):  # `glm-lsp acp > file`: no pipe transport
+        protocol = _WriteProtocol()
+        transport: asyncio.WriteTransport = _FileTransport(out)
+    else:
+        transport, protocol = await loop.connect_write_pipe(_WriteProtocol, out)
     writer = asyncio.StreamWriter(transport, protocol, None, loop)
     checked = asyncio.StreamReader(limit=limit)
     _pumps.add(loop.create_task(_pump(raw, checked, writer)))
@@ -76,3 +81,32 @@ def _error(code: int, message: str) -> bytes:
 
 class _WriteProtocol(asyncio.streams.FlowControlMixin):
     """What StreamWriter.drain needs from a write-only pipe protocol."""
+
+
+class _FileTransport(asyncio.WriteTransport):
+    """Writes to a regular file, which asyncio's pipe transport refuses; such writes do not wait
+    on a reader, so each is done at once."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        super().__init__()
+        self._out = out
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data)
+        while view and not self._out.closed:  # unbuffered: a write may take only part
+            view = view[self._out.write(view) or 0 :]
+
+    def is_closing(self) -> bool:
+        return self._out.closed
+
+    def close(self) -> None:
+        self._out.close()
+
+    def abort(self) -> None:
+        self.close()
+
+    def can_write_eof(self) -> bool:
+        return False
+
+    def get_write_buffer_size(self) -> int:
+        return 0

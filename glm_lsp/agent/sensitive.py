@@ -1,25 +1,40 @@
-"""Files that run code on their own, without anyone running them: a change to one is marked in
-the review, and `glm-lsp run --apply` writes it only with `--allow-sensitive`.
+"""Files that run code on their own, without anyone running them, or that tell an editor or
+an agent what to run or trust. A change to one is never written unasked: `glm-lsp run --apply`
+and `glm-lsp undo` write it only with `--allow-sensitive`; the LSP server has the editor confirm it
+(a `needsConfirmation` annotation, or a message where the client has no annotations) even with
+`review: "direct"`; ACP asks the client per file.
 
-The list: CI configuration (runs on the next push), direnv's `.envrc` (runs on `cd`), editor tasks
-and settings that name programs (`.vscode/`), dev containers (run on open), pre-commit and
-lefthook configuration (run on commit). `.git/hooks` and `.husky` are refused outright elsewhere.
+The list: CI configuration (runs on the next push), direnv's `.envrc` (runs on `cd`), editor
+folders whose tasks, launch and settings name programs (`.vscode/`, `.idea/` run configurations,
+`.run/`, `.helix/`, `.zed/`, Neovim's `.nvim.lua`/`.exrc`), dev containers (run on open), git hook
+managers (`.husky/`, pre-commit, lefthook: run on commit), and other agents' settings and MCP
+servers (`.claude/`, `.cursor/`, `.mcp.json`). `.git/` itself is refused outright (files.py).
 """
 
 from __future__ import annotations
 
 from fnmatch import fnmatchcase
 
-# Workspace-relative patterns, matched case-insensitively against the whole path: `**/name` is a
-# name at any depth, `dir/**` anything below dir, anything else an fnmatch pattern.
+# Workspace-relative patterns, matched case-insensitively against the whole path: `**/` in front
+# means at any depth, `dir/**` anything below dir, anything else an fnmatch pattern.
 RUNS_CODE = (
     ".envrc",
     "**/.envrc",
-    ".vscode/tasks.json",
-    ".vscode/launch.json",
-    ".vscode/settings.json",
-    "*.code-workspace",
-    ".devcontainer/**",
+    # Editors and agents opened on a subfolder read that subfolder's own: at any depth.
+    "**/.vscode/**",  # tasks, launch, settings, mcp.json, extensions' own files
+    "**/*.code-workspace",
+    "**/.idea/runconfigurations/**",
+    "**/.idea/workspace.xml",
+    "**/.run/**",  # JetBrains run configurations stored with the project
+    "**/.helix/**",
+    "**/.zed/**",
+    "**/.nvim.lua",
+    "**/.nvimrc",
+    "**/.exrc",
+    "**/.claude/**",
+    "**/.cursor/**",
+    "**/.mcp.json",
+    "**/.devcontainer/**",
     ".devcontainer.json",
     ".github/workflows/**",
     ".github/actions/**",
@@ -42,8 +57,9 @@ RUNS_CODE = (
 
 
 def _match(path: str, pattern: str) -> bool:
-    if pattern.startswith("**/"):  # a name at any depth
-        return path == pattern[3:] or path.endswith(pattern[2:])
+    if pattern.startswith("**/"):  # at any depth: the path, or any tail of it after a `/`
+        parts = path.split("/")
+        return any(_match("/".join(parts[i:]), pattern[3:]) for i in range(len(parts)))
     if pattern.endswith("/**"):  # anything below a folder
         return path.startswith(pattern[:-2])
     return fnmatchcase(path, pattern)

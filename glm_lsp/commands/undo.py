@@ -7,14 +7,15 @@ import sys
 from pathlib import Path
 
 from glm_lsp.agent.edit_store import EditStore
-from glm_lsp.agent.edits import ApplyFailed, apply_to_disk, check_unchanged
+from glm_lsp.agent.edits import ApplyFailed, ChangeSet, apply_to_disk, check_unchanged
 from glm_lsp.agent.files import ToolError
 from glm_lsp.agent.undo import inverse, undo_problems
 from glm_lsp.config import Settings
+from glm_lsp.core.disk_apply import sensitive_refusal
 from glm_lsp.errors import EXIT_BACKEND, EXIT_OK, UsageError
 
 
-def undo_command(workspace: Path, settings: Settings) -> int:
+def undo_command(workspace: Path, settings: Settings, *, allow_sensitive: bool = False) -> int:
     root = workspace.resolve()
     if not root.is_dir():
         raise UsageError(f"workspace {workspace} is not a directory")
@@ -30,6 +31,8 @@ def undo_command(workspace: Path, settings: Settings) -> int:
     if problems:
         print(f"glm-lsp: not undone: {'; '.join(problems)}", file=sys.stderr)
         return EXIT_BACKEND
+    if not sensitive_gate(revert, allow_sensitive):
+        return EXIT_BACKEND
     try:
         apply_to_disk(root, revert, state_dir)
     except (ToolError, ApplyFailed) as exc:
@@ -40,3 +43,13 @@ def undo_command(workspace: Path, settings: Settings) -> int:
         print(f"{c.kind} {c.path}")
     print(f"undid: {done.label}", file=sys.stderr)
     return EXIT_OK
+
+
+def sensitive_gate(revert: ChangeSet, allow_sensitive: bool) -> bool:
+    """As `run --apply`: files that run code on their own (a hook, editor tasks) are written back
+    only with --allow-sensitive; without it their diff is shown and nothing is written."""
+    refused = sensitive_refusal(revert, allow_sensitive=allow_sensitive)
+    if refused:
+        sys.stdout.write(ChangeSet([c for c in revert.changes if c.sensitive]).diff())
+        print(f"glm-lsp: not undone: {refused}", file=sys.stderr)
+    return refused is None

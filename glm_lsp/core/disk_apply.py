@@ -10,16 +10,25 @@ from glm_lsp.agent.edits import ApplyFailed, ChangeSet, apply_to_disk, check_unc
 from glm_lsp.agent.files import ToolError
 
 
+def sensitive_refusal(changes: ChangeSet, *, allow_sensitive: bool) -> str | None:
+    """Why `changes` may not be written without --allow-sensitive (run --apply, undo); None
+    when they may. See agent/sensitive.py."""
+    sensitive = changes.sensitive()
+    if not sensitive or allow_sensitive:
+        return None
+    return (
+        f"{', '.join(sensitive)} can run code on its own; review the diff and run again with "
+        "--allow-sensitive to write it"
+    )
+
+
 def write_to_disk(
     root: Path, state_dir: Path, changes: ChangeSet, *, allow_sensitive: bool
 ) -> tuple[bool, str | None]:
     """(applied, why not). On any failure the workspace is as it was."""
-    sensitive = changes.sensitive()
-    if sensitive and not allow_sensitive:
-        return False, (
-            f"not applied: {', '.join(sensitive)} can run code on its own; review the diff "
-            "and run again with --allow-sensitive to write it"
-        )
+    refused = sensitive_refusal(changes, allow_sensitive=allow_sensitive)
+    if refused:
+        return False, f"not applied: {refused}"
     stale = check_unchanged(root, changes)
     if stale:
         return False, f"not applied: changed on disk since the agent read them: {', '.join(stale)}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import inspect
 import logging
@@ -12,7 +13,7 @@ from typing import Any
 from lsprotocol import types as lsp
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcInvalidRequest
 from pygls.lsp.server import LanguageServer
-from pygls.protocol import LanguageServerProtocol
+from pygls.protocol import LanguageServerProtocol, default_converter
 from pygls.uris import to_fs_path
 
 from glm_lsp import __version__
@@ -37,6 +38,7 @@ class AnsweredMalformed(JsonRpcInvalidParams):
     """A request pygls could not structure, already answered with InvalidParams."""
 
 
+APPLY, DONT_APPLY = "Apply", "Don't apply"  # the answers for an edit of a sensitive file
 NOT_AUTHORIZED = (
     "not authorized: this glm-lsp TCP server needs its token as initializationOptions.token "
     "(the value of GLM_LSP_TOKEN, of --token-file, or of the token file the server named on "
@@ -157,13 +159,26 @@ class LspDocuments:
         return [(uri, doc.source) for uri, doc in list(self._docs().items())]
 
 
+@functools.cache
+def _shared_converter() -> Any:
+    """lsprotocol's converter takes ~15 ms to build: one for every TCP connection of the process
+    (its hooks are the same for all), so a connection costs little before its token."""
+    return default_converter()
+
+
 class GlmServer(LanguageServer):
     protocol: GlmProtocol
 
     def __init__(self, flags: Settings, *, token: str | None = None) -> None:
         # pygls's pool only reads stdin (we have no @thread handlers): one reader needs one thread,
         # and a larger pool grows by a thread whenever a read is submitted before the last returns.
-        super().__init__("glm-lsp", __version__, protocol_cls=GlmProtocol, max_workers=1)
+        super().__init__(
+            "glm-lsp",
+            __version__,
+            protocol_cls=GlmProtocol,
+            converter_factory=_shared_converter,
+            max_workers=1,
+        )
         self.protocol.expected_token = token  # a TCP connection must present it (server/tcp.py)
         # Command-line flags win over LSP settings (the README's Settings).
         self.settings_state = SettingsState(flags)
@@ -238,11 +253,25 @@ class GlmServer(LanguageServer):
     # -- edits ---------------------------------------------------------------------------------
     def reviews(self) -> bool:
         """Annotated edits: setting `review` is "preview" and the client can ask the user."""
-        if self.settings.review != "preview":
-            return False
+        return self.settings.review == "preview" and self.annotates()
+
+    def annotates(self) -> bool:
+        """The client asks the user before a change annotated `needsConfirmation`."""
         workspace = self.client_capabilities.workspace
         edit_caps = workspace.workspace_edit if workspace else None
         return edit_caps is not None and edit_caps.change_annotation_support is not None
+
+    async def confirm_sensitive(self, paths: list[str], label: str) -> bool:
+        """window/showMessageRequest for a client that cannot annotate: apply or not."""
+        answer = await self.window_show_message_request_async(
+            lsp.ShowMessageRequestParams(
+                type=lsp.MessageType.Warning,
+                message=f"{label}: the edit changes {', '.join(paths)}, which can run code on "
+                "its own (editor tasks, hooks, CI, agent settings). Apply it?",
+                actions=[lsp.MessageActionItem(title=t) for t in (APPLY, DONT_APPLY)],
+            )
+        )
+        return answer is not None and answer.title == APPLY
 
     async def send_edit(
         self, folder: Folder, change_set: ChangeSet, label: str, *, review: bool = False
@@ -268,12 +297,27 @@ class GlmServer(LanguageServer):
                 "glm.retry merges the edit onto the current text",
             )
         review = review and self.reviews()
+        # A file that runs code on its own (sensitive.py) is never written unasked, whatever
+        # the `review` setting: annotated for confirmation, else asked in a message.
+        sensitive = change_set.sensitive()
+        only_sensitive = bool(sensitive) and not review
+        if only_sensitive and not self.annotates():
+            if not await self.confirm_sensitive(sensitive, label):
+                return ApplyReport(
+                    False,
+                    f"not applied: {', '.join(sensitive)} can run code on its own and the user "
+                    "did not confirm the edit",
+                )
+            only_sensitive = False
+        review = review or only_sensitive
         changes = to_document_changes(
             folder.client_root, change_set, folder.open_doc, annotated=review
         )
         edit = lsp.WorkspaceEdit(document_changes=changes)
         if review:
-            edit.change_annotations = annotations(change_set, change_set.summary_text or label)
+            edit.change_annotations = annotations(
+                change_set, change_set.summary_text or label, only_sensitive=only_sensitive
+            )
         result = await self.workspace_apply_edit_async(
             lsp.ApplyWorkspaceEditParams(edit=edit, label=label)
         )

@@ -15,6 +15,7 @@ from glm_lsp import textfile
 from glm_lsp.agent.edits import ChangeSet
 from glm_lsp.agent.undo import OpenDocs
 
+SENSITIVE_NOTE = "Can run code on its own (editor tasks, hooks, CI, agent settings): check it."
 DocumentChange = lsp.TextDocumentEdit | lsp.CreateFile | lsp.RenameFile | lsp.DeleteFile
 
 
@@ -65,12 +66,18 @@ def _doc_edit(
     )
 
 
-def annotations(change_set: ChangeSet, description: str) -> dict[str, lsp.ChangeAnnotation]:
-    """One annotation per file, keyed by its path: the editor asks before each is applied."""
+def annotations(
+    change_set: ChangeSet, description: str, *, only_sensitive: bool = False
+) -> dict[str, lsp.ChangeAnnotation]:
+    """One annotation per file, keyed by its path: the editor asks before each is applied
+    (`only_sensitive`: before each file that can run code on its own, the rest go through)."""
     line = description.strip().splitlines()[0] if description.strip() else ""
     return {
         c.path: lsp.ChangeAnnotation(
-            label=c.path, needs_confirmation=True, description=line or None
+            label=c.path,
+            needs_confirmation=c.sensitive or not only_sensitive,
+            description=" ".join(filter(None, (SENSITIVE_NOTE if c.sensitive else "", line)))
+            or None,
         )
         for c in change_set.changes
     }

@@ -7,6 +7,10 @@ disconnects. Here each connection gets its own GlmServer (protocol, settings, fo
 nothing is shared but the listening socket, so two editors on the same workspace each load the
 model. A connection must present the token in `initializationOptions.token` (GlmProtocol checks
 it) before anything it sends reaches a handler.
+
+Before the token a connection costs little: a message body over 64 KiB closes it at the header
+(nothing of the body is read), at most 8 wait at once (a new one closes the oldest: a real client
+sends initialize at once, so the oldest is a flood's) and each has 10 seconds to authenticate.
 """
 
 from __future__ import annotations
@@ -34,7 +38,62 @@ from glm_lsp.server.app import GlmServer
 
 log = logging.getLogger(__name__)
 TOKEN_ENV = "GLM_LSP_TOKEN"
-AUTH_TIMEOUT_S = 30.0  # a connection that has not presented the token by then is closed
+AUTH_TIMEOUT_ENV = "_GLM_LSP_TCP_AUTH_TIMEOUT_S"  # internal: tests shorten the deadline
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What an unauthenticated connection may cost."""
+
+    max_body: int = 64 * 1024  # bytes of one message before the token
+    max_pending: int = 8  # unauthenticated connections at once
+    auth_timeout_s: float = 10.0  # then it is closed
+
+    @classmethod
+    def from_env(cls) -> Limits:
+        raw = os.environ.get(AUTH_TIMEOUT_ENV)
+        return cls(auth_timeout_s=float(raw)) if raw else cls()
+
+
+class TooLarge(ConnectionError):
+    """An unauthenticated connection announced a body over the limit."""
+
+
+class Pending:
+    """One connection before its token: no language server is built until it sends a line, and
+    it can be closed from outside (the deadline, or room for a newer one)."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self.writer = writer
+        self.server: GlmServer | None = None
+
+    @property
+    def authenticated(self) -> bool:
+        return self.server is not None and self.server.protocol.authenticated
+
+    def close(self) -> None:
+        if self.server is None:
+            self.writer.close()  # the reader then sees the end of the stream
+        elif not self.server.protocol.authenticated:
+            self.server.protocol.refused = True
+            self.server.protocol.close_connection()
+
+
+class GatedReader:
+    """pygls's reader over the socket, starting with the line already read: before the token, a
+    body over the limit ends the connection at its header, before a byte of it is read."""
+
+    def __init__(self, reader: asyncio.StreamReader, pending: Pending, first: bytes, limit: int):
+        self.reader, self.pending, self.first, self.limit = reader, pending, first, limit
+
+    async def readline(self) -> bytes:
+        line, self.first = self.first, b""
+        return line or await self.reader.readline()
+
+    async def readexactly(self, n: int) -> bytes:
+        if n > self.limit and not self.pending.authenticated:
+            raise TooLarge(f"{n}-byte message before the token (the limit is {self.limit})")
+        return await self.reader.readexactly(n)
 
 
 @dataclass
@@ -66,16 +125,9 @@ def read_token(token_file: str | None) -> Token | None:
     GLM_LSP_TOKEN, whitespace stripped; None when neither is given."""
     if token_file is not None:
         path = Path(token_file).expanduser()
-        try:
-            value = path.read_text(encoding="utf-8").strip()
-            mode = path.stat().st_mode
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-            raise UsageError(f"cannot read --token-file {path}: {reason}") from None
+        value = _read_private(path).strip()
         if not value:
             raise UsageError(f"--token-file {path} is empty; put the token on its first line")
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            log.warning("--token-file %s is readable by other users; chmod 600 it", path)
         return Token(value)
     if TOKEN_ENV in os.environ:
         value = os.environ[TOKEN_ENV].strip()
@@ -83,6 +135,32 @@ def read_token(token_file: str | None) -> Token | None:
             raise UsageError(f"{TOKEN_ENV} is set but empty; set it to a secret or unset it")
         return Token(value)
     return None
+
+
+def _read_private(path: Path) -> str:
+    """The token file's text; refused when it is a symlink (someone else could point it
+    elsewhere) or readable by group or others (they could read the token too)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if os.path.islink(path):
+            raise UsageError(
+                f"--token-file {path} is a symbolic link; pass the file it points to itself"
+            ) from None
+        raise UsageError(f"cannot read --token-file {path}: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as file:
+        mode = os.fstat(file.fileno()).st_mode
+        if not stat.S_ISREG(mode):
+            raise UsageError(f"--token-file {path} is not a regular file")
+        if mode & 0o077:
+            raise UsageError(
+                f"--token-file {path} can be read by other users (mode {stat.S_IMODE(mode):o}); "
+                f"run chmod 600 {path}"
+            )
+        try:
+            return file.read().decode("utf-8")
+        except UnicodeDecodeError:
+            raise UsageError(f"cannot read --token-file {path}: not UTF-8 text") from None
 
 
 def runtime_dir() -> Path:
@@ -136,8 +214,11 @@ def serve_tcp(
 ) -> None:
     """Blocks until SIGINT or SIGTERM; `token` None means: generate one and say where it is."""
     chosen = token or Token(secrets.token_urlsafe(32))
+    limits = Limits.from_env()
     try:
-        asyncio.run(_serve(settings, host, port, chosen, announce=token is None, build=build))
+        asyncio.run(
+            _serve(settings, host, port, chosen, announce=token is None, build=build, limits=limits)
+        )
     finally:
         remove_generated_token(chosen)
 
@@ -150,32 +231,49 @@ async def _serve(
     *,
     announce: bool,
     build: Callable[[Settings, str], GlmServer],
+    limits: Limits,
 ) -> None:
     loop = asyncio.get_running_loop()
-    servers: set[GlmServer] = set()
+    waiting: dict[Pending, None] = {}  # unauthenticated connections, oldest first
+
+    def make_room() -> None:
+        for done in [p for p in waiting if p.authenticated]:
+            del waiting[done]
+        while len(waiting) >= limits.max_pending:
+            oldest = next(iter(waiting))
+            del waiting[oldest]
+            log.warning("closed an unauthenticated TCP connection: too many were waiting")
+            oldest.close()
 
     async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        server = build(settings, token.value)
-        servers.add(server)
-        server.protocol.set_writer(writer)  # type: ignore[arg-type]  # pygls's AsyncWriter shape
-        timer = loop.call_later(AUTH_TIMEOUT_S, _close_unless_authenticated, server)
+        make_room()
+        pending = Pending(writer)
+        waiting[pending] = None
+        timer = loop.call_later(limits.auth_timeout_s, pending.close)
         try:
-            await run_async(
-                stop_event=threading.Event(),
-                reader=reader,
-                protocol=server.protocol,
-                logger=log,
-                error_handler=server.report_server_error,
-            )
+            first = await reader.readline()
+            if first:
+                pending.server = server = build(settings, token.value)
+                server.protocol.set_writer(writer)  # type: ignore[arg-type]  # pygls's shape
+                await run_async(
+                    stop_event=threading.Event(),
+                    reader=GatedReader(reader, pending, first, limits.max_body),  # type: ignore[arg-type]
+                    protocol=server.protocol,
+                    logger=log,
+                    error_handler=server.report_server_error,
+                )
         except SystemExit:
             pass  # the client's `exit`: pygls exits the process; here it ends this connection
-        except (ConnectionError, asyncio.IncompleteReadError) as exc:
-            log.debug("connection lost: %s", exc)
+        except TooLarge as exc:
+            log.warning("closed an unauthenticated TCP connection: %s", exc)
+        except (ConnectionError, asyncio.IncompleteReadError, ValueError) as exc:
+            log.debug("connection lost: %s", exc)  # ValueError: a header line over 64 KiB
         finally:
             timer.cancel()
-            servers.discard(server)
-            server.protocol.set_writer(_Gone())
-            server.stop()
+            waiting.pop(pending, None)
+            if pending.server is not None:
+                pending.server.protocol.set_writer(_Gone())
+                pending.server.stop()
             writer.close()
 
     try:
@@ -206,9 +304,3 @@ async def _serve(
         log.debug("stopped by a signal")
     finally:
         listener.close()  # asyncio.run then cancels each connection, whose `finally` stops it
-
-
-def _close_unless_authenticated(server: GlmServer) -> None:
-    if not server.protocol.authenticated:
-        server.protocol.refused = True
-        server.protocol.close_connection()

@@ -26,6 +26,7 @@ _KEY_PATTERNS = [
     r"\bgithub_pat_[A-Za-z0-9_]{30,}",
     r"\bglpat-[A-Za-z0-9_\-]{20,}",  # GitLab
     r"\bhf_[A-Za-z0-9]{30,}",  # Hugging Face
+    r"\bnpm_[A-Za-z0-9]{30,}",  # npm access tokens
     r"\bxox[abprs]-[A-Za-z0-9\-]{10,}",  # Slack
     r"\b[rs]k_(?:live|test)_[A-Za-z0-9]{16,}",  # Stripe secret and restricted keys, any length
     r"\bwhsec_[A-Za-z0-9]{20,}",  # Stripe webhook signing secret
@@ -49,6 +50,32 @@ _ENV_ASSIGN = re.compile(
     r"(\b[A-Z0-9_]*(?:PASSWORD|PASSWD|SECRET|TOKEN|API_?KEY|ACCESS_KEY|PRIVATE_KEY|SECRET_KEY)=)"
     r"(?![$\s])(\"[^\"\n]*\"|'[^'\n]*'|[^\s\"'`;|]+)"
 )
+_PASSWORD_LINE = r"(?im)^[ \t]*(?:export[ \t]+)?[\w.\-]*pass(?:word|wd)[ \t]*=[ \t]*"
+# Credentials that only their context marks: the named group `s` goes, the rest stays readable.
+_IN_CONTEXT = [
+    re.compile(p)
+    for p in (
+        # `Authorization: Basic dXNlcjpwdw==` (base64 of user:password), also Proxy-Authorization
+        r"(?i)authorization[\"']?\s*[:=]\s*[\"']?basic\s+(?P<s>[A-Za-z0-9+/_\-]{4,}=*)",
+        # Azure connection strings: AccountKey=...; SharedAccessKey=...;
+        r"(?i)\b(?:AccountKey|SharedAccessKey)\s*=\s*(?P<s>[^;\s\"']+)",
+        # .netrc: `machine host login user password pw` (one line or several), `default ...`
+        r"(?i)\b(?:machine\s+\S+(?:\s+(?:login|account|port)\s+\S+)*"
+        r"|default(?:\s+(?:login|account|port)\s+\S+)+)\s+password\s+(?P<s>\S+)",
+        # mysql and friends: the password glued to -p, or --password=
+        r"\b(?:mysql|mysqldump|mysqladmin|mysqlimport|mysqlshow|mysqlcheck|mariadb)\b[^\n]*?"
+        r"\s(?:-p|--password=)(?P<s>'[^'\n]*'|\"[^\"\n]*\"|[^\s'\"]+)",
+        # docker's config.json: "auths": {"registry": {"auth": "base64(user:password)"}}
+        r"(?i)\"(?:auth|identitytoken|registrytoken)\"\s*:\s*\"(?P<s>[A-Za-z0-9+/_\-]{8,}=*)\"",
+        # curl -u user:password, --user user:password
+        r"\bcurl\b[^\n]*?\s(?:-u|--user)[\s=]*[\"']?[^\s:\"']*:(?P<s>[^\s\"'@]+)",
+        # env, ini and properties lines in any case: `db_password=x`, `smtp_passwd = "x"`; not a
+        # keyword argument inside code (`f(db_password=db_password)`), nor a `$REFERENCE`
+        _PASSWORD_LINE + r"(?P<q>[\"'])(?P<s>(?:(?!(?P=q))[^\n])+)(?P=q)",
+        _PASSWORD_LINE
+        + r"(?!(?:None|null|nil|true|false)\s*$)(?P<s>(?![$%{<\"'])[^\s\"'`;|()\[\]]+)(?=\s|$)",
+    )
+]
 _SLACK_HOOK = re.compile(r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[\w/\-]+")
 # Roots that name a person or a machine; system paths (/usr/bin/env, /dev/null) stay.
 _PRIVATE_ROOTS = r"home|Users|root|tmp|private|var/folders|mnt|media|Volumes|workspace"
@@ -71,6 +98,11 @@ def _key_like(value: str) -> bool:
 
 def _named_value(match: re.Match[str]) -> str:
     return match.group(1) + SECRET if _key_like(match.group(2)) else match.group(0)
+
+
+def _in_context(match: re.Match[str]) -> str:
+    whole, start = match.group(0), match.start()
+    return whole[: match.start("s") - start] + SECRET + whole[match.end("s") - start :]
 
 
 class Redactor:
@@ -109,6 +141,8 @@ class Redactor:
         out = _URL_AUTH.sub(rf"\1{SECRET}\3", out)
         out = _ENV_ASSIGN.sub(rf"\1{SECRET}", out)
         out = _NAMED.sub(_named_value, out)
+        for pattern in _IN_CONTEXT:
+            out = pattern.sub(_in_context, out)
         out = redact_lines(out, SECRET)  # detect-secrets: the formats these patterns miss
         for root in self._roots:
             out = root.sub(".", out)
