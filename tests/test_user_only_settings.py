@@ -79,8 +79,8 @@ def test_every_user_only_key_is_refused_and_unknown_ones_do_not_crash() -> None:
         "mcpAllow": ["*"],
         "mcpAllowReadOnly": True,
         "mcpTimeout": 9999,
-        "commandEnv": ["AWS_SECRET_ACCESS_KEY"],  # may not be a setting yet: refused all the same
-        "sandboxHide": [],
+        "commandEnv": ["AWS_SECRET_ACCESS_KEY"],
+        "sandboxHide": ["~/theirs"],
         "mcpSomethingLater": 1,
     }
     message = state.update(
