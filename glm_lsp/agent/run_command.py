@@ -88,7 +88,7 @@ class CommandTool:
         self.root, self.settings, self.shadow = root, settings, shadow
         self.sink, self.cancel, self.ask = sink, cancel, ask
         self.runner: Runner = runner or run_process
-        self.permissions = Permissions(state_dir, settings.allowCommands)
+        self.permissions = Permissions(root, settings.allowCommands)
 
     def run(self, command: str, timeout: int | None, overlay: Overlay) -> str:
         if not isinstance(command, str) or not command.strip():

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import ipaddress
 import logging
 import os
@@ -27,7 +28,7 @@ from pathlib import Path
 
 from pygls.io_ import run_async
 
-from glm_lsp import textfile
+from glm_lsp import state_files, textfile
 from glm_lsp.config import Settings
 from glm_lsp.errors import UsageError
 from glm_lsp.server.app import GlmServer
@@ -66,9 +67,12 @@ def read_token(token_file: str | None) -> Token | None:
     GLM_LSP_TOKEN, whitespace stripped; None when neither is given."""
     if token_file is not None:
         path = Path(token_file).expanduser()
-        try:
-            value = path.read_text(encoding="utf-8").strip()
-            mode = path.stat().st_mode
+        try:  # never through a link, never another user's file (state_files refuses them)
+            data = state_files.read_bytes(path, parent=False)
+            if data is None:
+                raise FileNotFoundError(errno.ENOENT, "No such file or directory")
+            value = data.decode("utf-8").strip()
+            mode = os.lstat(path).st_mode
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
             raise UsageError(f"cannot read --token-file {path}: {reason}") from None
@@ -112,8 +116,9 @@ def write_generated_token(value: str, port: int) -> Path:
 
 def remove_generated_token(token: Token) -> None:
     path = token.generated
-    with contextlib.suppress(OSError):
-        if path is not None and path.read_text(encoding="utf-8").strip() == token.value:
+    with contextlib.suppress(OSError, UnicodeDecodeError, UsageError):
+        data = state_files.read_bytes(path, parent=False) if path is not None else None
+        if path is not None and data is not None and data.decode().strip() == token.value:
             path.unlink()  # only if a later server on the same port did not replace it
 
 
