@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 IGNORE_ALL = "*\n"  # a state dir's .gitignore: never committed
 OWNER_FILE = ".owner"  # a random id that ties a state dir to the record in the user's state
-CREATED_RECORD = "state-dirs.json"  # in the user's state: the state dirs this glm-lsp created
+CREATED_RECORDS = "state-dirs"  # in the user's state: one file per state dir this glm-lsp made
 FALLBACK = "conversation"  # the conversation of a workspace whose .glm-lsp is not ours
 _OPEN = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # a planted FIFO must not block a read
 _told_foreign: set[Path] = set()
@@ -203,17 +203,19 @@ def _identity(state_dir: Path) -> dict[str, object] | None:
     return {"dev": info.st_dev, "ino": info.st_ino, "id": owner.decode("ascii", "replace")}
 
 
-def _created_record() -> dict[str, dict[str, object]]:
-    data = read_json(user_state() / CREATED_RECORD)
-    dirs = data.get("dirs") if isinstance(data, dict) else None
-    return dirs if isinstance(dirs, dict) else {}
+def _record_path(state_dir: Path) -> Path:
+    """One record a state dir, so processes creating different ones never race on one file."""
+    name = hashlib.sha256(os.fsencode(_key(state_dir))).hexdigest()[:32]
+    return user_state() / CREATED_RECORDS / f"{name}.json"
 
 
 def created_here(state_dir: Path) -> bool:
     """Whether this glm-lsp created `state_dir` on this machine: the user's record names it with
     the same device, inode and random id (a clone at the same path has none of them)."""
     identity = _identity(state_dir)
-    return identity is not None and _created_record().get(_key(state_dir)) == identity
+    if identity is None:
+        return False
+    return read_json(_record_path(state_dir)) == {"path": _key(state_dir), **identity}
 
 
 def _key(state_dir: Path) -> str:
@@ -222,11 +224,10 @@ def _key(state_dir: Path) -> str:
 
 
 def _record_created(state_dir: Path) -> None:
-    owner = secrets.token_hex(16)
-    append(state_dir / OWNER_FILE, owner.encode("ascii"))
-    dirs = _created_record()
-    dirs[_key(state_dir)] = _identity(state_dir)  # type: ignore[assignment]
-    write_json(user_state() / CREATED_RECORD, {"v": 1, "dirs": dirs})
+    append(state_dir / OWNER_FILE, secrets.token_hex(16).encode("ascii"))
+    record = _record_path(state_dir)
+    private_dir(record.parent)
+    write_json(record, {"path": _key(state_dir), **(_identity(state_dir) or {})})
 
 
 def prepare_state_dir(state_dir: Path) -> Path:
