@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 import attrs
 
+from glm_lsp.state_files import conversation_state_dir
 from glm_lsp.wire.constraints import Number, Text
 from glm_lsp.wire.converter import converter, describe, show, wire
 
@@ -108,10 +109,10 @@ class Settings:
             raise settings_error(exc, changes) from None
 
     def state_dir(self, workspace: Path) -> Path:
-        if self.stateDir:
-            path = Path(self.stateDir).expanduser()
-            return path if path.is_absolute() else workspace / path
-        return workspace / ".glm-lsp"
+        """The workspace's state dir; one inside the workspace that this glm-lsp did not create
+        (committed, cloned) is left alone and the conversation kept in the user's state."""
+        path = Path(self.stateDir).expanduser() if self.stateDir else Path(".glm-lsp")
+        return conversation_state_dir(workspace / path, workspace)
 
     def to_dict(self) -> dict[str, Any]:
         """Every setting by its wire name, values as held (allowCommands a tuple)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -29,6 +30,7 @@ from acp.schema import (
     WaitForTerminalExitResponse,
     WriteTextFileResponse,
 )
+from acp.transports import default_environment
 
 
 class RecordingClient:
@@ -130,9 +132,11 @@ def write_replies(path: Path, replies: list[str]) -> Path:
 async def acp_agent(
     client: RecordingClient, command: list[str], *, fs: bool = True, terminal: bool = False
 ):
+    # The SDK's trimmed environment, plus the test's own user state (conftest's XDG_STATE_HOME).
+    env = default_environment() | {k: v for k, v in os.environ.items() if k.startswith("XDG_")}
     # A loaded machine may need more than the SDK's 2 s to see the agent exit after stdin closes.
     spawn = spawn_agent_process(
-        client, command[0], *command[1:], transport_kwargs={"shutdown_timeout": 20.0}
+        client, command[0], *command[1:], env=env, transport_kwargs={"shutdown_timeout": 20.0}
     )
     async with spawn as (conn, process):
         caps = ClientCapabilities(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,3 +18,25 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cache = os.environ.get("GLM_LSP_TEST_CACHE")
     root = Path(cache) if cache else tmp_path_factory.mktemp("tiny-model")
     return ensure_tiny_model(root)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_user_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The user's state ($XDG_STATE_HOME) for what module fixtures set up: never the real home."""
+    home = tmp_path_factory.mktemp("xdg-state-session")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_STATE_HOME", str(home))
+        yield home
+
+
+@pytest.fixture(autouse=True)
+def user_state(
+    session_user_state: Path, tmp_path_factory: pytest.TempPathFactory, monkeypatch
+) -> Path:
+    """Each test's own $XDG_STATE_HOME (approvals, undo records, sessions: the user's state),
+    starting from what module fixtures recorded, so no test writes the real home and tests
+    share nothing; subprocesses inherit it."""
+    home = tmp_path_factory.mktemp("xdg-state")
+    shutil.copytree(session_user_state, home, symlinks=True, dirs_exist_ok=True)
+    monkeypatch.setenv("XDG_STATE_HOME", str(home))
+    return home / "glm-lsp"

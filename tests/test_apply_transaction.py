@@ -20,6 +20,7 @@ from glm_lsp.agent.files import Workspace
 from glm_lsp.agent.tools import ToolBox
 from glm_lsp.core.results import edit_changes
 from glm_lsp.glm.parse import tool_call_text
+from glm_lsp.state_files import workspace_state
 from glm_lsp.wire.converter import converter
 from glm_lsp.workspace import WorkspaceIndex
 
@@ -163,7 +164,7 @@ def test_run_apply_failure_is_rolled_back_logged_and_exits_3(
     assert snapshot(root) == before
     (record,) = [json.loads(x) for x in (root / ".glm-lsp" / "thinking.jsonl").open()]
     assert record["applied"] is False and "a.txt" in record["failureReason"]
-    assert not (root / ".glm-lsp" / "edits.json").exists()  # nothing to undo
+    assert not (workspace_state(root) / "edits.json").exists()  # nothing to undo
 
 
 # -- through the real CLI ----------------------------------------------------------------------

@@ -24,6 +24,7 @@ from typing import Any
 import mlx.core as mx
 
 from glm_lsp.memory.thinking_log import new_record
+from glm_lsp.state_files import prepare_state_dir
 from glm_lsp.tiny_model import make_tiny_model
 from tests.lsp_wire import WireClient, start_server
 
@@ -97,8 +98,7 @@ def test_kill_9_mid_generation(tmp_path: Path, tiny_model_dir: Path) -> None:
 
 def big_log(root: Path, records: int = 100, pad: int = 200_000) -> None:
     """A 20 MB log: every start reads it whole, every append re-reads it to cut a torn tail."""
-    state = root / ".glm-lsp"
-    state.mkdir(parents=True, exist_ok=True)
+    state = prepare_state_dir(root / ".glm-lsp")  # made by glm-lsp: a foreign one is not read
     with open(state / "thinking.jsonl", "w", encoding="utf-8") as f:
         for turn in range(1, records + 1):
             messages = [
@@ -350,8 +350,9 @@ def test_torn_or_mismatched_kv_cache_is_ignored_and_recomputed(
     shutil.copytree(state, pristine)
 
     def restart_and_ask(label: str) -> tuple[dict[str, Any], str]:
-        shutil.rmtree(state)
-        shutil.copytree(pristine, state)
+        for child in state.iterdir():  # the same folder: one copied in would not be ours
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+        shutil.copytree(pristine, state, dirs_exist_ok=True)
         if label != "intact":
             damage(state / "kv-cache.safetensors", label)
         client = start_server(tmp_path, tiny_model_dir, root, ["Three."])

@@ -24,6 +24,7 @@ from glm_lsp.glm.format import render_prompt
 from glm_lsp.glm.parse import tool_call_text
 from glm_lsp.glm.tool_schemas import TOOLS
 from glm_lsp.runtime.factory import make_backend
+from glm_lsp.state_files import prepare_state_dir
 from glm_lsp.traces.conversation import assistant_completion
 from glm_lsp.traces.dataset import record_text
 from glm_lsp.traces.redact import ABS_PATH, SECRET, TOOL_RESULT, Redactor
@@ -358,8 +359,8 @@ def _request(turn: int, text: str, completions: int, **extra: object) -> dict:
 
 def test_compaction_truncation_and_archives(tmp_path: Path, capsys) -> None:
     ws = tmp_path / "ws"
-    state = ws / ".glm-lsp"
-    state.mkdir(parents=True)
+    ws.mkdir()
+    state = prepare_state_dir(ws / ".glm-lsp")  # made by glm-lsp: a foreign one is not read
     records = [
         _request(1, "one", 1),
         _request(2, "two", 2, compacted={"droppedTurns": [1]}),
@@ -391,7 +392,8 @@ def test_a_log_from_before_stop_limit_still_skips_the_cut_off_completion(
 ) -> None:
     """Older logs name the limit only in the `stopped` sentence; maxSteps cuts off no completion."""
     ws = tmp_path / "ws"
-    (ws / ".glm-lsp").mkdir(parents=True)
+    ws.mkdir()
+    prepare_state_dir(ws / ".glm-lsp")
     records = [
         _request(1, "one", 1, stopped="the model reached maxTokens (4096) in one completion"),
         _request(2, "two", 1, stopped="the maxTokens of the task were met", stopLimit="maxSteps"),

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from glm_lsp.state_files import prepare_state_dir
 from glm_lsp.traces.redact import SECRET, Redactor
 
 STRIPE = "sk_live_" + "4eC39HqLyjWDarjtT1zdp7dc" * 4  # today's keys run past 24 characters
@@ -39,8 +40,8 @@ machine api.example.com login alice password {NETRC_PASSWORD}
 
 
 def write_log(root: Path) -> None:
-    state = root / ".glm-lsp"
-    state.mkdir(parents=True)
+    root.mkdir(parents=True)
+    state = prepare_state_dir(root / ".glm-lsp")  # made by glm-lsp: a foreign one is not read
     messages = [
         {"role": "user", "content": f"Rotate {RESTRICTED} and check settings.py"},
         {

@@ -27,6 +27,7 @@ from glm_lsp.agent.edits import Overlay, apply_to_disk
 from glm_lsp.agent.files import ToolError, Workspace
 from glm_lsp.agent.tools import MAX_CHARS, ToolBox
 from glm_lsp.glm.parse import tool_call_text
+from glm_lsp.state_files import prepare_state_dir, workspace_state
 from glm_lsp.workspace import WorkspaceIndex
 from glm_lsp.workspace.ignore import compile_glob
 from tests.lsp_wire import start_server
@@ -49,6 +50,7 @@ def build_world(tmp: Path) -> tuple[Path, Path]:
     (ws / "src").mkdir(parents=True)
     (ws / "src" / "a.py").write_text(A_PY)
     (ws / "notes.txt").write_text("notes\n")
+    prepare_state_dir(ws / ".glm-lsp")  # the user's own, made by glm-lsp: its log is loaded
     for rel, text in {
         ".git/config": "[core]\n",
         ".git/HEAD": "ref: refs/heads/main\n",
@@ -560,10 +562,9 @@ def test_hostile_calls_inside_a_real_run_and_the_request_goes_on(
     assert "edit: 1 file(s), applied" in proc.stderr
     after = snapshot(tmp_path)
     changed = {k for k in world.before.keys() | after.keys() if world.before.get(k) != after.get(k)}
-    # The log of this request and its undo record, written by glm-lsp (which also tightens the
-    # existing state dir to 0700).
-    own_state = {"ws/.glm-lsp", "ws/.glm-lsp/thinking.jsonl", "ws/.glm-lsp/edits.json"}
-    assert changed == {"ws/src/a.py"} | own_state, changed
+    # The log of this request, written by glm-lsp; its undo record is in the user's state.
+    assert changed == {"ws/src/a.py", "ws/.glm-lsp/thinking.jsonl"}, changed
+    assert (workspace_state(world.ws) / "edits.json").is_file()
     (record,) = [json.loads(line) for line in (world.ws / ".glm-lsp/thinking.jsonl").open()]
     results = [m["content"] for m in record["messages"] if m["role"] == "tool"]
     assert len(results) == len(HOSTILE_IN_RUN) + 1

@@ -26,6 +26,7 @@ from glm_lsp.glm.parse import tool_call_text
 from glm_lsp.mcp.approval import Approvals
 from glm_lsp.mcp.config import McpConfigError
 from glm_lsp.runtime.factory import make_backend
+from glm_lsp.state_files import workspace_state
 from tests.reference_template import reference_render
 
 SERVER = str(Path(__file__).with_name("mcp_test_server.py"))
@@ -324,7 +325,7 @@ def test_permission_refused_without_allow_then_prompt_and_read_only(
                 "Always allow `t__remember`",
             )
         ]
-        stored = json.loads((root / ".glm-lsp" / "permissions.json").read_text())
+        stored = json.loads((workspace_state(root) / "permissions.json").read_text())
         assert stored == {"v": 1, "mcpAlways": ["t__remember"]}
         session.settings = session.settings.merged({"mcpAllowReadOnly": True})
         assert tool_results(ask(session)) == ["3"]  # add is readOnlyHint: no allow needed
@@ -408,7 +409,7 @@ def test_the_readme_example_server_runs(tmp_path: Path) -> None:
         assert sorted(snap.tools) == ["notes__add_note", "notes__list_notes"]
         from glm_lsp.sandbox.permissions import ToolPermissions
 
-        perms = ToolPermissions(session.state_dir, (), True)
+        perms = ToolPermissions(session.root, (), True)
         out = session.mcp.call(snap, "notes__list_notes", {}, s, perms, None, threading.Event())
         assert out == "(no notes)"
     finally:

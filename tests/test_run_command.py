@@ -23,6 +23,7 @@ from glm_lsp.runtime.base import Cancelled
 from glm_lsp.sandbox.permissions import Permissions
 from glm_lsp.sandbox.process import HEAD_CHARS, TAIL_CHARS
 from glm_lsp.sandbox.shadow import Shadow
+from glm_lsp.state_files import workspace_state
 from glm_lsp.workspace import WorkspaceIndex
 
 HAS_BWRAP = sys.platform.startswith("linux") and shutil.which("bwrap") is not None
@@ -457,10 +458,11 @@ def test_not_allowed_is_refused_without_running(ws: Path, tmp_path: Path) -> Non
     assert h.run("touch ran.txt", ask=True).startswith("Error: not run: the user denied")
     h.answer = "once"
     assert h.run("touch ran.txt", ask=True).startswith("exit code 0")
-    assert not (h.state / "permissions.json").exists()
+    remembered = workspace_state(ws) / "permissions.json"  # the user's, not the workspace's
+    assert not remembered.exists()
     h.answer = "always"
     assert h.run("touch again.txt", ask=True).startswith("exit code 0")
-    saved = json.loads((h.state / "permissions.json").read_text())
+    saved = json.loads(remembered.read_text())
     assert saved == {"v": 1, "always": ["touch"]}
     h.answer = None
     assert h.run("touch third.txt", ask=True).startswith("exit code 0")

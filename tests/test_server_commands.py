@@ -14,6 +14,7 @@ from lsprotocol import types as lsp
 from pytest_lsp import LanguageClient
 
 from glm_lsp.glm.parse import tool_call_text
+from glm_lsp.state_files import workspace_state
 from tests.test_server import command, server, until
 
 pytestmark = pytest.mark.skipif(
@@ -70,7 +71,7 @@ async def test_permission_prompt_always_is_persisted_and_workspace_settings_are_
         assert len(asked) == 1  # the second `pwd` was covered by "always"
         assert [a.title for a in asked[0].actions] == ["Allow once", "Always allow `pwd …`", "Deny"]
         assert "pwd" in asked[0].message
-        state = root / ".glm-lsp" / "permissions.json"
+        state = workspace_state(root) / "permissions.json"  # the user's, not the workspace's
         assert json.loads(state.read_text()) == {"v": 1, "always": ["pwd"]}
         results = [s["text"] for s in rec.stream if s["kind"] == "tool_result"]
         # sandboxed (the shadow is mounted at the workspace's path), not "off" as the

@@ -16,6 +16,7 @@ from typing import Any
 from lsprotocol import types as lsp
 
 from glm_lsp.glm.parse import tool_call_text
+from glm_lsp.state_files import workspace_state
 from tests.test_server import A_PY, TIMEOUT, command, open_doc, server, until, workspace
 
 NEW_RETURN = "    return x + x\n"
@@ -133,7 +134,7 @@ async def test_declined_edit_retry_and_undo_survive_restart(
         result = await command(client, "glm.refactor", {"uri": uri, "instruction": "simplify"})
         assert result["applied"] is False and result["failureReason"] == "the user said no"
     assert (root / "pkg" / "a.py").read_text() == A_PY
-    stored = root / ".glm-lsp" / "edits.json"
+    stored = workspace_state(root) / "edits.json"  # the user's record, not the workspace's
     assert stored.stat().st_mode & 0o077 == 0  # holds file contents: private like the log
 
     async with server(tmp_path, tiny_model_dir, [], root=root) as (client, _rec, _root):

@@ -19,9 +19,7 @@ def test_an_existing_state_dir_is_tightened_by_a_run(
     tiny_model_dir: Path,
     tmp_path: Path,
 ) -> None:
-    state = workspace / ".glm-lsp"
-    state.mkdir()
-    (state / ".gitignore").write_text("*\n")
+    state = prepare_state_dir(workspace / ".glm-lsp")  # made by glm-lsp here
     state.chmod(0o755)  # as an older version or a umask of 022 left it
     out = run_cli(
         workspace,

@@ -131,7 +131,7 @@ class AcpSession:
 
     def remember_always_edits(self) -> None:
         self.meta.always_edits = True
-        save_meta(self.state_dir, self.meta)
+        save_meta(self.meta)
 
     def buffer(self, rel: str) -> tuple[str, int] | None:
         return self.bridge.buffer(rel) if self.bridge is not None else None
@@ -205,7 +205,7 @@ class GlmAcpAgent:
         extra = client_mcp_servers(mcp_servers)
         state = self.state_dir(root)
         try:
-            meta = load_meta(state, session_id)
+            meta = load_meta(root, session_id)
         except UnknownSession as exc:
             raise invalid(str(exc)) from None
         session = AcpSession(meta, root, state)
@@ -224,7 +224,7 @@ class GlmAcpAgent:
             roots = [workspace_root(cwd)]
         found = []
         for root in roots:
-            for meta, changed in list_sessions(self.settings.state_dir(root)):
+            for meta, changed in list_sessions(root, self.settings.state_dir(root)):
                 stamp = _iso(changed) if changed else meta.created
                 found.append(SessionInfo(session_id=meta.id, cwd=meta.cwd, updated_at=stamp))
         return ListSessionsResponse(sessions=found)
@@ -234,7 +234,7 @@ class GlmAcpAgent:
         if mode_id not in MODES:
             raise invalid(f"modeId {mode_id!r} is not one of {', '.join(MODES)}")
         session.meta.mode = mode_id
-        save_meta(session.state_dir, session.meta)
+        save_meta(session.meta)
         return SetSessionModeResponse()
 
     def session(self, session_id: Any) -> AcpSession:

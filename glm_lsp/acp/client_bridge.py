@@ -258,7 +258,7 @@ class ClientBridge:
                 allow_sensitive=True,  # the user saw it
             )
         if applied:
-            remember_edit(self.session.state_dir, changes, ChangeSet(), self.label, self.turn)
+            remember_edit(self.session.root, changes, ChangeSet(), self.label, self.turn)
         self._finish(call_id, applied, "applied" if applied else reason or "not applied")
         return ApplyReport(applied, reason)
 

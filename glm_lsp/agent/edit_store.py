@@ -1,8 +1,10 @@
-"""The last applied and the last declined edit of a workspace, kept in the state dir.
+"""The last applied and the last declined edit of a workspace, kept in the user's state.
 
 `glm.undo` and `glm.retry` must still work after the daemon restarts, so both change sets live
-in `<stateDir>/edits.json` (private, replaced atomically), not only in memory. `glm-lsp run
---apply` records its edit here too, for `glm-lsp undo`.
+in `edits.json` (private, replaced atomically), not only in memory. `glm-lsp run --apply` records
+its edit here too, for `glm-lsp undo`. The file is in the user's own folder for the workspace
+(state_files.workspace_state), never in the workspace: a repository could ship an "undo" that
+writes whatever it likes.
 """
 
 from __future__ import annotations
@@ -13,9 +15,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from glm_lsp import textfile
+from glm_lsp import state_files
 from glm_lsp.agent.edits import ChangeSet, FileChange
-from glm_lsp.memory.thinking_log import prepare_state_dir
 
 log = logging.getLogger(__name__)
 FILE = "edits.json"
@@ -43,17 +44,19 @@ def _decode(raw: Any) -> StoredEdit | None:
 
 
 class EditStore:
-    def __init__(self, state_dir: Path) -> None:
-        self.path = state_dir / FILE
+    def __init__(self, root: Path) -> None:
+        """`root`: the workspace whose edits these are."""
+        self.path = state_files.workspace_state(root) / FILE
         self.applied: StoredEdit | None = None
         self.declined: StoredEdit | None = None
         self._load()
 
     def _load(self) -> None:
-        if not self.path.exists():
-            return
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
+            raw = state_files.read_bytes(self.path)
+            if raw is None:
+                return
+            data = json.loads(raw)
             self.applied = _decode(data.get("applied"))
             self.declined = _decode(data.get("declined"))
         except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
@@ -64,6 +67,5 @@ class EditStore:
     def set(self, *, applied: StoredEdit | None, declined: StoredEdit | None) -> None:
         self.applied, self.declined = applied, declined
         data = {"v": 1, "applied": _encode(applied), "declined": _encode(declined)}
-        prepare_state_dir(self.path.parent)
         # Private: it holds file contents, like the log.
-        textfile.atomic_write(self.path, json.dumps(data, ensure_ascii=False).encode(), 0o600)
+        state_files.write_private(self.path, json.dumps(data, ensure_ascii=False).encode())

@@ -101,7 +101,7 @@ class CommandTool:
         self.root, self.settings, self.shadow = root, settings, shadow
         self.sink, self.cancel, self.ask = sink, cancel, ask
         self.runner: Runner = runner or run_process
-        self.permissions = Permissions(state_dir, settings.allowCommands)
+        self.permissions = Permissions(root, settings.allowCommands)
         self.notes: list[str] = []  # what the last command ran into: limits, refused variables
         self.told_refused = False
 

@@ -198,7 +198,7 @@ class Session:
         snap = self.mcp.prepare(s, prompt, cancel)
         mcp_log = mcp_record(snap, records)
         request.notes = [*request.notes, *snap.notes, *mcp_log.get("notes", [])]
-        permissions = ToolPermissions(self.state_dir, s.mcpAllow, s.mcpAllowReadOnly)
+        permissions = ToolPermissions(self.root, s.mcpAllow, s.mcpAllowReadOnly)
 
         def mcp_tool(name: str) -> Callable[[dict[str, Any]], str]:
             return lambda args: self.mcp.call(snap, name, args, s, permissions, prompt, cancel)

@@ -168,7 +168,7 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
         return ApplyReport(True, None, reviewed.landings, taken, reviewed.remainder)
 
     def remember(landed: ChangeSet, remainder: ChangeSet) -> None:
-        remember_edit(session.state_dir, landed, remainder, label, turn)
+        remember_edit(session.root, landed, remainder, label, turn)
 
     def write(changes: ChangeSet) -> tuple[bool, str | None]:
         return write_to_disk(root, session.state_dir, changes, allow_sensitive=args.allow_sensitive)

@@ -20,7 +20,7 @@ def undo_command(workspace: Path, settings: Settings, *, allow_sensitive: bool =
     if not root.is_dir():
         raise UsageError(f"workspace {workspace} is not a directory")
     state_dir = settings.state_dir(root)
-    store = EditStore(state_dir)
+    store = EditStore(root)  # the user's record, never a file the workspace could ship
     done = store.applied
     if done is None:
         print("glm-lsp: nothing to undo: no applied edit is recorded", file=sys.stderr)

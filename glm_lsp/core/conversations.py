@@ -4,11 +4,16 @@ Each conversation has its own preserved-thinking log and persisted KV cache: the
 the state dir itself (`thinking.jsonl`, `kv-cache.safetensors`, as in round one), an ACP session
 in `<stateDir>/sessions/<id>/`. One loaded model serves them all; only the active conversation's
 cache stays in memory, and switching saves the old one and loads the new one from disk.
+
+A session's metadata (its mode, "always apply edits") grants something, so it is the user's: kept
+in the user's folder for the workspace (`sessions/<id>.json` under state_files.workspace_state),
+never read from the workspace. A session exists when that record does.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 import time
@@ -18,9 +23,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from glm_lsp.memory.thinking_log import ThinkingLog
+from glm_lsp import state_files
+from glm_lsp.memory.thinking_log import LOG_FILE
 from glm_lsp.runtime.base import Backend
-from glm_lsp.textfile import atomic_write
 
 SESSIONS_DIR = "sessions"
 META_FILE = "session.json"
@@ -65,22 +70,34 @@ class SessionMeta:
 
 
 def create_session(state_dir: Path, cwd: Path) -> SessionMeta:
+    """A new session of workspace `cwd`: its conversation folder under `state_dir` (every folder
+    on the way checked, none a link) and its metadata in the user's state."""
     meta = SessionMeta(new_session_id(), str(cwd), _now())
-    folder = session_dir(state_dir, meta.id)
-    folder.mkdir(parents=True, mode=0o700)
-    save_meta(state_dir, meta)
+    state_files.private_dir(session_dir(state_dir, meta.id), top=state_dir)
+    save_meta(meta)
     return meta
 
 
-def save_meta(state_dir: Path, meta: SessionMeta) -> None:
-    path = session_dir(state_dir, meta.id) / META_FILE
-    atomic_write(path, (json.dumps(meta.to_dict(), indent=1) + "\n").encode(), mode=0o600)
+def _meta_path(root: Path, session_id: str) -> Path:
+    session_dir(Path(), session_id)  # validates the id
+    return state_files.workspace_state(root) / SESSIONS_DIR / f"{session_id}.json"
 
 
-def load_meta(state_dir: Path, session_id: str) -> SessionMeta:
-    folder = session_dir(state_dir, session_id)
+def save_meta(meta: SessionMeta) -> None:
+    path = _meta_path(Path(meta.cwd), meta.id)
+    state_files.private_dir(path.parent)
+    state_files.write_json(path, meta.to_dict())
+
+
+def load_meta(root: Path, session_id: str) -> SessionMeta:
+    """A session of workspace `root`, from the user's state (a `session.json` that a repository
+    ships in its `.glm-lsp` is never read)."""
+    path = _meta_path(root, session_id)
     try:
-        data = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+        raw = state_files.read_bytes(path)
+        if raw is None:
+            raise FileNotFoundError(path)
+        data = json.loads(raw)
         return SessionMeta(
             data["id"],
             data["cwd"],
@@ -90,22 +107,27 @@ def load_meta(state_dir: Path, session_id: str) -> SessionMeta:
         )
     except FileNotFoundError:
         raise UnknownSession(
-            f"there is no session {session_id} in {state_dir}; session/new starts one"
+            f"there is no session {session_id} for {root}; session/new starts one"
         ) from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UnknownSession(f"session {session_id} is unreadable ({exc})") from None
 
 
-def list_sessions(state_dir: Path) -> list[tuple[SessionMeta, float]]:
-    """Every readable session with the time its log last changed, newest first."""
+def list_sessions(root: Path, state_dir: Path) -> list[tuple[SessionMeta, float]]:
+    """Every readable session of `root` with the time its log (in `state_dir`) last changed,
+    newest first."""
     found = []
-    for folder in (state_dir / SESSIONS_DIR).glob("*"):
+    for record in (state_files.workspace_state(root) / SESSIONS_DIR).glob("*.json"):
         try:
-            meta = load_meta(state_dir, folder.name)
+            meta = load_meta(root, record.stem)
         except UnknownSession:
             continue
-        log = ThinkingLog(folder).path
-        found.append((meta, log.stat().st_mtime if log.exists() else 0.0))
+        log = session_dir(state_dir, meta.id) / LOG_FILE
+        try:
+            changed = os.lstat(log).st_mtime if state_files.check_path(log, want_dir=False) else 0.0
+        except state_files.StateRefused:
+            changed = 0.0
+        found.append((meta, changed))
     return sorted(found, key=lambda item: item[1], reverse=True)
 
 

@@ -42,11 +42,11 @@ def write_to_disk(
 
 
 def remember_edit(
-    state_dir: Path, landed: ChangeSet, remainder: ChangeSet, label: str, turn: int
+    root: Path, landed: ChangeSet, remainder: ChangeSet, label: str, turn: int
 ) -> None:
     """What landed becomes the edit `glm-lsp undo` (and glm.undo) reverts; the rest is kept for
-    glm.retry."""
-    store = EditStore(state_dir)
+    glm.retry (in the user's state for workspace `root`)."""
+    store = EditStore(root)
     store.set(
         applied=StoredEdit(landed, label, turn) if landed else store.applied,
         declined=StoredEdit(remainder, label, turn) if remainder else store.declined,

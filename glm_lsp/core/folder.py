@@ -107,10 +107,9 @@ class Folder:
 
     @property
     def edits(self) -> EditStore:
-        """The last applied and declined edits, loaded from the state dir on first use."""
-        state = self.settings().state_dir(self.root)
-        if self._edits is None or self._edits.path.parent != state:
-            self._edits = EditStore(state)
+        """The last applied and declined edits, loaded from the user's state on first use."""
+        if self._edits is None:
+            self._edits = EditStore(self.root)
         return self._edits
 
     def ensure_session(self, settings: Settings) -> Session:

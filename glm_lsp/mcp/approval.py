@@ -5,34 +5,17 @@ Kept in the user's state directory, never the workspace's (a repository could sh
 
 from __future__ import annotations
 
-import json
-import logging
-import os
 from pathlib import Path
 
-from glm_lsp import textfile
-
-log = logging.getLogger(__name__)
-
-
-def user_state_dir() -> Path:
-    """$XDG_STATE_HOME/glm-lsp, else ~/.local/state/glm-lsp."""
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "glm-lsp"
+from glm_lsp import state_files
 
 
 class Approvals:
     def __init__(self, path: Path | None = None) -> None:
-        self.path = path or user_state_dir() / "mcp-approvals.json"
+        self.path = path or state_files.user_state() / "mcp-approvals.json"
 
     def _load(self) -> dict[str, str]:
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as exc:
-            log.warning("ignoring unreadable %s: %s", self.path, exc)
-            return {}
+        data = state_files.read_json(self.path)
         approved = data.get("approved") if isinstance(data, dict) else None
         if not isinstance(approved, dict):
             return {}
@@ -54,6 +37,5 @@ class Approvals:
         return True
 
     def _store(self, approved: dict[str, str]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        text = json.dumps({"v": 1, "approved": approved}, indent=1) + "\n"
-        textfile.atomic_write(self.path, text.encode("utf-8"), 0o600)  # private, fsynced
+        state_files.private_dir(self.path.parent)
+        state_files.write_json(self.path, {"v": 1, "approved": approved})  # private, fsynced

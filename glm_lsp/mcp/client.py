@@ -24,6 +24,7 @@ from mcp.shared._httpx_utils import create_mcp_http_client  # the SDK's client w
 from mcp.shared.exceptions import MCPError
 from mcp_types import CONNECTION_CLOSED, CallToolResult, Tool
 
+from glm_lsp import state_files
 from glm_lsp.mcp.config import ServerConfig, expand
 from glm_lsp.runtime.base import Cancelled
 
@@ -153,8 +154,8 @@ class Connection:
     async def _client_for(self, stack: AsyncExitStack) -> Client:
         c = expand(self.config)
         if c.command:
-            self.errlog_path.parent.mkdir(parents=True, exist_ok=True)
-            self._errlog = open(self.errlog_path, "a", encoding="utf-8")  # noqa: SIM115
+            state_files.private_dir(self.errlog_path.parent)
+            self._errlog = state_files.open_append_text(self.errlog_path)  # never via a link
             params = StdioServerParameters(
                 command=c.command, args=list(c.args), env=dict(c.env) or None, cwd=self.cwd
             )

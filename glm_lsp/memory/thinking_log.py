@@ -15,51 +15,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from glm_lsp import state_files
+from glm_lsp.state_files import prepare_state_dir
 from glm_lsp.wire.converter import converter
 from glm_lsp.wire.records import ChangeRecord, LogRecord, Stats, now
 
 log = logging.getLogger(__name__)
 LOG_FILE = "thinking.jsonl"
-
-
-IGNORE_ALL = "*\n"
-
-
-def prepare_state_dir(state_dir: Path) -> Path:
-    """Create the state dir (private) with a .gitignore holding `*` so it never gets committed."""
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    ignore = state_dir / ".gitignore"
-    _tighten(state_dir, ignore)
-    if not ignore.exists():
-        ignore.write_text(IGNORE_ALL)
-    return state_dir
-
-
-def _is_ours(state_dir: Path, ignore: Path) -> bool:
-    """Our own state dir: our .gitignore in it, or nothing in it yet."""
-    try:
-        if ignore.exists():
-            return ignore.read_text() == IGNORE_ALL
-        return next(state_dir.iterdir(), None) is None
-    except OSError:
-        return False
-
-
-def _tighten(state_dir: Path, ignore: Path) -> None:
-    """An existing state dir made by an older version or a umask of 022 holds the log and the
-    KV cache: make it 0700. Only a dir that is ours (our uid, our files): a stateDir set to a
-    shared folder is reported, never chmod-ed."""
-    info = state_dir.stat()
-    if info.st_mode & 0o077 == 0:
-        return
-    if info.st_uid == os.getuid() and _is_ours(state_dir, ignore):
-        os.chmod(state_dir, 0o700)
-    else:
-        log.warning(
-            "state dir %s is readable by other users and holds the thinking log; "
-            "run chmod 700 on it or set stateDir to a private folder",
-            state_dir,
-        )
 
 
 @dataclass
@@ -70,9 +32,10 @@ class LoadResult:
 
 
 def read_records(path: Path) -> LoadResult:
-    if not path.exists():
+    """The complete records of a log (never through a link: state_files refuses one)."""
+    data = state_files.read_bytes(path)
+    if data is None:
         return LoadResult([], 0, [])
-    data = path.read_bytes()
     records, warnings, offset = [], [], 0
     for number, raw in enumerate(data.splitlines(keepends=True), start=1):
         end = offset + len(raw)
@@ -120,19 +83,11 @@ class ThinkingLog:
         prepare_state_dir(self.state_dir)
         line = json.dumps(record, ensure_ascii=False) + "\n"
         valid = read_records(self.path).valid_bytes
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
-            if os.fstat(fd).st_size > valid:
-                os.ftruncate(fd, valid)
-            os.write(fd, line.encode("utf-8"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.chmod(self.path, 0o600)
+        state_files.append(self.path, line.encode("utf-8"), keep=valid)
 
     def archive(self) -> str | None:
         """glm.thinking.reset: move the log aside; the next request starts a fresh conversation."""
-        if not self.path.exists():
+        if not state_files.check_path(self.path, want_dir=False):
             return None
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
         target = self.path.with_name(f"thinking-{stamp}.jsonl")

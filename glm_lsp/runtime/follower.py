@@ -11,13 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from mlx_lm.models.cache import (
-    load_prompt_cache,
     make_prompt_cache,
     trim_prompt_cache,
 )
 from mlx_lm.sample_utils import make_sampler
 
-from glm_lsp.runtime.cache_store import save_cache
+from glm_lsp.runtime.cache_store import load_cache, save_cache
 from glm_lsp.runtime.cluster import Cluster, RankLost
 from glm_lsp.runtime.lookup import NgramIndex
 from glm_lsp.runtime.mlx import MLXModel, token_steps, weights_fingerprint
@@ -74,7 +73,7 @@ class Mirror:
         path = self._path(note)
         if note["sha"] is not None and path and path.exists():
             try:
-                cache, meta = load_prompt_cache(str(path), return_metadata=True)
+                cache, meta = load_cache(path)
                 tokens = json.loads(meta["tokens"])
                 ident = self._identity(note["kv_bits"])
                 if any(meta.get(k) != v for k, v in ident.items()):

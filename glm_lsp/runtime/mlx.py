@@ -21,7 +21,6 @@ import mlx.core as mx
 from mlx.utils import tree_flatten
 from mlx_lm.generate import generation_stream, stream_generate, wired_limit
 from mlx_lm.models.cache import (
-    load_prompt_cache,
     make_prompt_cache,
     trim_prompt_cache,
 )
@@ -36,7 +35,7 @@ from glm_lsp.runtime.base import (
     OnText,
     Stats,
 )
-from glm_lsp.runtime.cache_store import save_cache
+from glm_lsp.runtime.cache_store import load_cache, save_cache
 from glm_lsp.runtime.draft_policy import DraftPolicy, PassCost
 from glm_lsp.runtime.history import Plan, TokenHistory
 from glm_lsp.runtime.lookup import NgramIndex
@@ -133,7 +132,7 @@ class MLXConversation:
         if not self.cache_path or not self.cache_path.exists():
             return None
         try:
-            cache, meta = load_prompt_cache(str(self.cache_path), return_metadata=True)
+            cache, meta = load_cache(self.cache_path)
             tokens = json.loads(meta["tokens"])
             segments = [(t, n) for t, n in json.loads(meta["segments"])]
             if any(meta.get(k) != v for k, v in self._identity().items()):

@@ -1,20 +1,19 @@
 """Which command lines run_command may run: allowCommands globs, the user's "always" answers, or a
 question to the user; with nobody to ask, nothing runs. MCP tool calls follow the same policy
-(ToolPermissions: mcpAllow globs on `<server>__<tool>`)."""
+(ToolPermissions: mcpAllow globs on `<server>__<tool>`).
+
+The "always" answers are the user's: kept in the user's own folder for the workspace
+(state_files.workspace_state), never read from the workspace, which a repository could fill."""
 
 from __future__ import annotations
 
 import fnmatch
-import json
-import logging
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from glm_lsp import textfile
+from glm_lsp import state_files
 from glm_lsp.glm.tool_text import error
-
-log = logging.getLogger(__name__)
 
 ALLOW_ONCE, ALLOW_ALWAYS, DENY = "once", "always", "deny"
 # (command, first word) -> ALLOW_ONCE | ALLOW_ALWAYS | DENY; None: nobody can be asked.
@@ -36,20 +35,15 @@ def always_label(command: str) -> str:
 
 
 class Permissions:
-    def __init__(self, state_dir: Path, patterns: Sequence[str]) -> None:
-        self.path = state_dir / "permissions.json"
+    def __init__(self, root: Path, patterns: Sequence[str]) -> None:
+        """`root`: the workspace the answers are for."""
+        self.path = state_files.workspace_state(root) / "permissions.json"
         self.patterns = tuple(patterns)
 
     key = "always"  # the list in permissions.json this policy remembers
 
     def _data(self) -> dict:
-        try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as exc:
-            log.warning("ignoring unreadable %s: %s", self.path, exc)
-            return {}
+        data = state_files.read_json(self.path)
         return data if isinstance(data, dict) else {}
 
     def remembered(self) -> list[str]:
@@ -58,9 +52,7 @@ class Permissions:
 
     def _save(self, words: list[str]) -> None:
         data = {"v": 1, **self._data(), self.key: words}  # the other policy's list stays
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(data, indent=1) + "\n"
-        textfile.atomic_write(self.path, text.encode("utf-8"), 0o600)  # private state, fsynced
+        state_files.write_json(self.path, data)  # private, fsynced, never through a link
 
     def allowed(self, command: str) -> bool:
         line = command.strip()
@@ -102,8 +94,8 @@ class ToolPermissions(Permissions):
 
     key = "mcpAlways"
 
-    def __init__(self, state_dir: Path, patterns: Sequence[str], allow_read_only: bool) -> None:
-        super().__init__(state_dir, patterns)
+    def __init__(self, root: Path, patterns: Sequence[str], allow_read_only: bool) -> None:
+        super().__init__(root, patterns)
         self.allow_read_only = allow_read_only
 
     def check_tool(

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from pygls.io_ import run_async
 
-from glm_lsp import textfile
+from glm_lsp import state_files, textfile
 from glm_lsp.config import Settings
 from glm_lsp.errors import UsageError
 from glm_lsp.server.app import GlmServer
@@ -149,9 +149,12 @@ def _read_private(path: Path) -> str:
             ) from None
         raise UsageError(f"cannot read --token-file {path}: {exc.strerror}") from None
     with os.fdopen(fd, "rb") as file:
-        mode = os.fstat(file.fileno()).st_mode
+        st = os.fstat(file.fileno())
+        mode = st.st_mode
         if not stat.S_ISREG(mode):
             raise UsageError(f"--token-file {path} is not a regular file")
+        if st.st_uid != os.getuid():
+            raise UsageError(f"--token-file {path} belongs to another user; use a file of your own")
         if mode & 0o077:
             raise UsageError(
                 f"--token-file {path} can be read by other users (mode {stat.S_IMODE(mode):o}); "
@@ -190,8 +193,9 @@ def write_generated_token(value: str, port: int) -> Path:
 
 def remove_generated_token(token: Token) -> None:
     path = token.generated
-    with contextlib.suppress(OSError):
-        if path is not None and path.read_text(encoding="utf-8").strip() == token.value:
+    with contextlib.suppress(OSError, UnicodeDecodeError, UsageError):
+        data = state_files.read_bytes(path, parent=False) if path is not None else None
+        if path is not None and data is not None and data.decode().strip() == token.value:
             path.unlink()  # only if a later server on the same port did not replace it
 
 
