@@ -548,3 +548,24 @@ def test_mcp_json_question_shows_everything_and_a_new_header_asks_again(tmp_path
         assert question.endswith("Use them?") and question.count("\n- ") == 2
     finally:
         session.close()
+
+
+def test_a_linked_mcp_json_is_refused_and_its_target_never_read(tmp_path: Path) -> None:
+    """A repository's `.mcp.json` may link to a config of the user's (an approved one elsewhere,
+    say): it is the workspace's file only as a real file in the workspace."""
+    from glm_lsp.mcp.config import read_project_file
+
+    users = tmp_path / "home" / "mcp.json"
+    users.parent.mkdir()
+    users.write_text(json.dumps({"mcpServers": {"mine": {"command": "true"}}}))
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / ".mcp.json").symlink_to(users)
+    with pytest.raises(
+        McpConfigError, match=r"is a symbolic link; .*\(nothing it points to was read\)"
+    ):
+        read_project_file(ws)
+    (ws / ".mcp.json").unlink()
+    os.mkfifo(ws / ".mcp.json")  # a FIFO would block a plain read forever
+    with pytest.raises(McpConfigError, match="is not a regular file"):
+        read_project_file(ws)

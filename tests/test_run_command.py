@@ -9,6 +9,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -103,8 +104,8 @@ class Harness:
             self.shadow_made.close()
 
 
-@pytest.fixture
-def harness(ws: Path, tmp_path: Path):
+def harnesses(ws: Path, tmp_path: Path) -> Iterator[Callable[..., Harness]]:
+    """A maker of harnesses on `ws` that may run anything; each is closed after the test."""
     made: list[Harness] = []
 
     def make(**settings: object) -> Harness:
@@ -115,6 +116,11 @@ def harness(ws: Path, tmp_path: Path):
     yield make
     for h in made:
         h.close()
+
+
+@pytest.fixture
+def harness(ws: Path, tmp_path: Path) -> Iterator[Callable[..., Harness]]:
+    yield from harnesses(ws, tmp_path)
 
 
 # -- shadow ----------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import stat
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +21,7 @@ import glm_lsp.sandbox.limits as limits
 from glm_lsp.cli import build_parser, settings_from
 from glm_lsp.config import Settings
 from glm_lsp.sandbox.limits import ProcessCap
-from tests.test_run_command import Harness, _sleepers, needs_bwrap
+from tests.test_run_command import Harness, _sleepers, harnesses, needs_bwrap
 
 
 def _has_process_cap() -> bool:
@@ -37,26 +37,17 @@ PROCESS_LIMIT_HOLDS = _has_process_cap()
 
 
 @pytest.fixture
+def harness(ws: Path, tmp_path: Path) -> Iterator[Callable[..., Harness]]:
+    yield from harnesses(ws, tmp_path)
+
+
+@pytest.fixture
 def ws(tmp_path: Path) -> Path:
     root = tmp_path / "ws"
     (root / "pkg").mkdir(parents=True)
     (root / "pkg" / "a.py").write_text("A = 1\n")
     (root / "pkg" / "b.py").write_text("B = 1\n")
     return root
-
-
-@pytest.fixture
-def harness(ws: Path, tmp_path: Path) -> Iterator:
-    made: list[Harness] = []
-
-    def make(**settings: object) -> Harness:
-        h = Harness(ws, tmp_path, allowCommands=("*",), **settings)
-        made.append(h)
-        return h
-
-    yield make
-    for h in made:
-        h.close()
 
 
 @pytest.fixture

@@ -8,12 +8,14 @@ import hashlib
 import json
 import os
 import re
+import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 PROJECT_FILE = ".mcp.json"
+MAX_PROJECT_BYTES = 1 << 20  # a config file; a bigger one is not what it claims to be
 # `<server>__<tool>` must split one way only, and the name must be a plain word in a prompt.
 SERVER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*(_[A-Za-z0-9-]+)*$")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -211,12 +213,9 @@ def read_project_file(root: Path) -> ProjectFile | None:
     """The workspace's `.mcp.json` (`{"mcpServers": {...}}`), None when there is none;
     McpConfigError when it is malformed."""
     path = root / PROJECT_FILE
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
+    data = _read_real_file(path)
+    if data is None:
         return None
-    except OSError as exc:
-        raise McpConfigError(f"{path} cannot be read: {exc}") from None
     try:
         parsed = json.loads(data)
     except ValueError as exc:
@@ -225,6 +224,29 @@ def read_project_file(root: Path) -> ProjectFile | None:
         raise McpConfigError(f'{path} must hold {{"mcpServers": {EXAMPLE}}}')
     found = servers(parsed["mcpServers"], PROJECT_FILE)
     return ProjectFile(path, approval_digest(found), found)
+
+
+def _read_real_file(path: Path) -> bytes | None:
+    """The file's bytes, never through a symlink (the workspace's links may point anywhere: a
+    file of the user's is not the workspace's config); None when there is none."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if path.is_symlink():
+            raise McpConfigError(
+                f"{path} is a symbolic link; glm-lsp reads a workspace's {PROJECT_FILE} only as "
+                "a real file in it (nothing it points to was read)"
+            ) from None
+        raise McpConfigError(f"{path} cannot be read: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as file:
+        if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+            raise McpConfigError(f"{path} is not a regular file")
+        data = file.read(MAX_PROJECT_BYTES + 1)
+    if len(data) > MAX_PROJECT_BYTES:
+        raise McpConfigError(f"{path} is over {MAX_PROJECT_BYTES} bytes; a .mcp.json is smaller")
+    return data
 
 
 def approval_digest(configs: Sequence[ServerConfig]) -> str:
