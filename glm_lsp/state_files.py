@@ -35,7 +35,8 @@ OWNER_FILE = ".owner"  # a random id that ties a state dir to the record in the 
 CREATED_RECORDS = "state-dirs"  # in the user's state: one file per state dir this glm-lsp made
 FALLBACK = "conversation"  # the conversation of a workspace whose .glm-lsp is not ours
 _OPEN = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK  # a planted FIFO must not block a read
-_told_foreign: set[Path] = set()
+# workspace real path -> what the user was told of its state dir (once per process)
+_told_foreign: dict[Path, str] = {}
 
 
 class StateRefused(UsageError):
@@ -280,14 +281,17 @@ def conversation_state_dir(candidate: Path, root: Path) -> Path:
     if not os.path.lexists(candidate) or created_here(candidate):
         return candidate
     fallback = workspace_state(real_root) / FALLBACK
-    if candidate not in _told_foreign:
-        _told_foreign.add(candidate)
-        log.warning(
-            "%s was not created by glm-lsp on this machine (committed, cloned or unpacked), so "
-            "nothing in it is loaded, followed or changed; this workspace's conversation is kept "
-            "in %s (`glm-lsp log %s` shows it)",
-            candidate,
-            fallback,
-            real_root,
+    if real_root not in _told_foreign:
+        _told_foreign[real_root] = told = (
+            f"{candidate} was not created by glm-lsp on this machine (committed, cloned or "
+            "unpacked), so nothing in it is loaded, followed or changed; this workspace's "
+            f"conversation is kept in {fallback} (`glm-lsp log {real_root}` shows it)"
         )
+        log.warning("%s", told)
     return fallback
+
+
+def foreign_note(root: Path) -> str | None:
+    """What the user was told about `root`'s state dir not being ours, for a front-end that
+    shows it (the LSP's window/showMessage); None when its state dir is its own."""
+    return _told_foreign.get(root.resolve())

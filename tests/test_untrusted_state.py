@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from acp import RequestError, text_block
+from lsprotocol import types as lsp
 
 from glm_lsp.config import Settings
 from glm_lsp.glm.parse import tool_call_text
@@ -169,3 +170,21 @@ def test_a_linked_or_foreign_state_dir_is_not_used(tmp_path: Path) -> None:
     (other / ".glm-lsp").mkdir(parents=True)  # unpacked, or made by glm-lsp elsewhere
     assert Settings().state_dir(other) == workspace_state(other) / "conversation"
     assert list(home.iterdir()) == []
+
+
+async def test_the_lsp_says_once_that_a_committed_state_dir_is_not_loaded(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    """An editor user sees the note where they look (window/showMessage), not only in a log."""
+    from tests.test_server import command, server, until, workspace
+
+    root = workspace(tmp_path)
+    plant(root, "thinking.jsonl", {"v": 1, "turn": 1, "messages": []})
+    async with server(tmp_path, tiny_model_dir, [], root=root) as (client, _rec, _root):
+        await command(client, "glm.status", {})
+        await command(client, "glm.status", {})
+        await until(lambda: client.messages)
+        (note,) = client.messages  # once, however often the folder is used
+    assert note.type == lsp.MessageType.Warning
+    assert "was not created by glm-lsp on this machine" in note.message
+    assert str(workspace_state(root) / "conversation") in note.message

@@ -27,6 +27,7 @@ from glm_lsp.core.worker import Job, Worker, wait_from_worker
 from glm_lsp.runtime.base import Cancelled
 from glm_lsp.sandbox.permissions import ALLOW_ALWAYS, ALLOW_ONCE, DENY, always_label
 from glm_lsp.server.lsp_edits import annotations, stale_open_docs, to_document_changes
+from glm_lsp.state_files import foreign_note
 
 log = logging.getLogger(__name__)
 
@@ -233,6 +234,11 @@ class GlmServer(LanguageServer):
         key = Path(root).absolute()
         if key not in self.folders:
             self.folders[key] = Folder(key, lambda: self.settings, self.documents)
+            note = foreign_note(key)  # a committed .glm-lsp/: said once, where the user looks
+            if note is not None:
+                self.window_show_message(
+                    lsp.ShowMessageParams(type=lsp.MessageType.Warning, message=note)
+                )
         return self.folders[key]
 
     def default_folder(self) -> Folder | None:
