@@ -47,6 +47,7 @@ def _int(key: str, raw: str) -> int:
         raise SettingsError(key, f"--{kebab(key)} is {raw!r}; give a whole number") from None
 
 
+HOST_DEST = "host_setting"  # args.host is serve's --host (the TCP address)
 LIST_FLAGS = {
     "commandEnv": (
         "--command-env",
@@ -67,7 +68,16 @@ def add_setting_flags(parser: argparse.ArgumentParser, skip: tuple[str, ...] = (
         if f.name in skip:
             continue
         flag = "--" + kebab(f.name)
-        if f.name == "allowCommands":  # a list: one pattern per flag, repeatable
+        if f.name == "host":  # --host is serve's TCP address: the setting is --no-host
+            group.add_argument(
+                "--no-host",
+                dest=HOST_DEST,
+                action="store_const",
+                const="off",
+                default=None,
+                help="run the model in this process, not in the per-user host",
+            )
+        elif f.name == "allowCommands":  # a list: one pattern per flag, repeatable
             group.add_argument(
                 "--allow-command",
                 dest=f.name,
@@ -102,7 +112,7 @@ def settings_from(args: argparse.Namespace, base: Settings | None = None) -> Set
     changes = {}
     try:  # a flag that does not parse (--max-tokens x, --mcp-servers '{') is a usage error too
         for f in fields(Settings):
-            raw = getattr(args, f.name, None)
+            raw = getattr(args, HOST_DEST if f.name == "host" else f.name, None)
             if raw is not None:
                 changes[f.name] = _parse_value(f.name, raw) if isinstance(raw, str) else raw
         return (base or Settings()).merged(changes)
@@ -230,6 +240,12 @@ def _cmd_mcp(args: argparse.Namespace) -> int:
     return mcp_command(args)
 
 
+def _cmd_host(args: argparse.Namespace) -> int:
+    from glm_lsp.commands.host import host_command
+
+    return host_command(args)
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from glm_lsp.commands.export import export_command
 
@@ -298,6 +314,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_distributed_flag(run)
     add_setting_flags(run, skip=("review",))
     run.set_defaults(func=_cmd_run)
+
+    from glm_lsp.commands import host as host_cmd
+
+    host = sub.add_parser("host", help="the per-user host: one model for every editor and agent")
+    host_cmd.add_arguments(host)
+    host.set_defaults(func=_cmd_host)
 
     from glm_lsp.commands import mcp as mcp_cmd
 

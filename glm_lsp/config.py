@@ -56,6 +56,11 @@ class Settings:
     stateDir: Path_ | None = attrs.field(default=None, metadata=BACKEND)
     persistKvCache: bool = attrs.field(default=True, metadata=BACKEND)
     scriptedReplies: Path_ | None = attrs.field(default=None, metadata=BACKEND)
+    # The per-user host (one model per machine): attach to it (auto) or run in-process (off);
+    # how long it keeps an unused model loaded (minutes, -1 never) and KV caches in memory.
+    host: Literal["auto", "off"] = attrs.field(default="auto", metadata=BACKEND)
+    keepAlive: Annotated[float, Number(-1, whole=False)] = 30.0
+    hostCacheGB: Annotated[float, Number(0, whole=False)] = 8.0
     # run_command and verification: `run` settings count only from the user's own config.
     allowCommands: tuple[Annotated[str, Text(strip=True)], ...] = attrs.field(
         default=(),
@@ -137,6 +142,8 @@ USER_ONLY = frozenset(
     {
         # where the code, the conversation and the API key go
         "backend", "model", "baseUrl", "apiKeyEnv", "stateDir", "scriptedReplies",
+        # the host is the user's machine-wide process: a repository does not start or size it
+        "host", "keepAlive", "hostCacheGB",
         # whether edits land without the user's review
         "review",
         # what commands run, how long, how often, and what they see

@@ -295,7 +295,7 @@ class GlmAcpAgent:
         if session.core is None:
             workspace = self.workspace(session.root)
             workspace.start()
-            backend = make_backend(self.settings, session.dir, scripted=self.scripted)
+            backend = make_backend(self.settings, session.dir, scripted=self.scripted, client="acp")
             session.core = Session(
                 session.root,
                 self.settings,

@@ -241,6 +241,10 @@ class Agent:
         self.sink("progress", "verifying the edit")
         return self.verify(self.overlay)
 
+    def _status(self, message: str, percent: int | None) -> None:
+        """What the backend waits for (the host loading the model, another client's turn)."""
+        self.sink("progress", message if percent is None else f"{message} ({percent}%)")
+
     def _complete(
         self, prompt: str, history: list[list[dict]], messages: list[dict]
     ) -> tuple[End, str, Stats]:
@@ -268,6 +272,7 @@ class Agent:
             max_tokens=self.opt.max_tokens,
             temperature=self.opt.temperature,
             top_p=self.opt.top_p,
+            on_status=self._status,
         )
         completion = self.backend.complete(
             request, lambda piece: emit(parser.feed(piece)), self.cancel

@@ -6,6 +6,7 @@ Reasoning streams to stderr as it is produced; the answer and the unified diff g
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import threading
 from pathlib import Path
@@ -31,9 +32,27 @@ class StderrStream:
     def __init__(self) -> None:
         self.tty = sys.stderr.isatty()
         self.kind = ""
+        self.shown = ""  # the last waiting line shown
+
+    def progress(self, text: str) -> None:
+        """Waits get a line (the host loading the model, another client's turn); a percentage
+        is shown in steps of ten, so a log is not flooded."""
+        if not text.startswith(("loading", "waiting")):
+            return
+        match = re.search(r"\((\d+)%\)$", text)
+        key = re.sub(r"\(\d+%\)$", f"({int(match[1]) // 10 * 10}%)", text) if match else text
+        if key == self.shown:
+            return
+        self.shown = key
+        if self.kind:
+            sys.stderr.write("\n")
+        sys.stderr.write(f"glm-lsp: {text}\n")
+        sys.stderr.flush()
+        self.kind = ""
 
     def __call__(self, kind: str, text: str) -> None:
         if kind == "progress":
+            self.progress(text)
             return
         if kind == "tool_output":  # a command's output, as it comes
             if self.kind != "tool_output_raw":
@@ -137,7 +156,7 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
         from glm_lsp.commands.mcp import approve
 
         print(f"glm-lsp: {approve(root)}", file=sys.stderr)
-    backend = make_backend(settings, settings.state_dir(root))
+    backend = make_backend(settings, settings.state_dir(root), client="run")
     session = Session(root, settings, backend)
     request = build_request(args, root)
     if request.path:

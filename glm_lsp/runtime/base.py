@@ -31,6 +31,9 @@ class CompletionRequest:
     max_tokens: int = 4096
     temperature: float = 0.7
     top_p: float = 1.0
+    # Where a backend says what it waits for (the host loading the model, another client's
+    # generation): (message, percent or None).
+    on_status: Callable[[str, int | None], None] | None = None
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -42,11 +43,26 @@ def mlx_model(name: str):  # -> MLXModel, imported lazily: MLX start-up is not f
         return _models[name]
 
 
+def uses_host(settings: Settings) -> bool:
+    """Whether MLX conversations run in the per-user host: setting `host` (auto by default),
+    `GLM_LSP_HOST=off` in the environment, never in a distributed rank (it is the model)."""
+    return (
+        settings.backend == "mlx"
+        and settings.host == "auto"
+        and os.environ.get("GLM_LSP_HOST", "auto") != "off"
+        and _pinned is None
+    )
+
+
 def make_backend(
-    settings: Settings, state_dir: Path, scripted: ScriptedReplies | None = None
+    settings: Settings,
+    state_dir: Path,
+    scripted: ScriptedReplies | None = None,
+    client: str = "lsp",
 ) -> Backend:
     """`scripted`: a ScriptedReplies shared by several conversations (ACP sessions of one
-    process read one script in order); by default each backend loads its own."""
+    process read one script in order); by default each backend loads its own. `client`: which
+    front-end asks (lsp, acp, run), for the host's status."""
     if scripted is None and settings.scriptedReplies:
         from glm_lsp.runtime.scripted import ScriptedReplies
 
@@ -55,6 +71,10 @@ def make_backend(
         from glm_lsp.runtime.openai import OpenAIBackend
 
         return OpenAIBackend(settings, scripted=scripted)
+    if uses_host(settings):
+        from glm_lsp.host.client import HostBackend
+
+        return HostBackend(settings, state_dir, client=client, scripted=scripted)
     return mlx_model(settings.model).conversation(
         kv_bits=settings.kvBits,
         state_dir=state_dir,

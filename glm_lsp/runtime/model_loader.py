@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,14 +62,38 @@ def read_config(model_dir: Path) -> dict[str, Any]:
     return config
 
 
-def load_model(model: str) -> tuple[Any, Any, Path]:
-    """(model, tokenizer wrapper, directory) via mlx_lm.load, after checking the directory."""
+def load_model(model: str, progress: Callable[[int], None] | None = None) -> tuple[Any, Any, Path]:
+    """(model, tokenizer wrapper, directory) via mlx_lm.load, after checking the directory.
+    `progress` gets the percentage of weight bytes read so far (a 400 GB load takes minutes)."""
     model_dir = resolve_model_dir(model)
     read_config(model_dir)
     from mlx_lm import load
 
     try:
-        loaded_model, tokenizer = load(str(model_dir))
+        loaded_model, tokenizer = load(str(model_dir), lazy=progress is not None)
+        if progress is not None:
+            _evaluate_weights(loaded_model, progress)
     except Exception as exc:
         raise BackendError(f"could not load the model in {model_dir}: {exc}") from None
     return loaded_model, tokenizer, model_dir
+
+
+def _evaluate_weights(model: Any, progress: Callable[[int], None]) -> None:
+    """What mlx_lm.load(lazy=False) does in one mx.eval, in slices of about 1% of the bytes, so
+    the percentage is the share actually read."""
+    import mlx.core as mx
+    from mlx.utils import tree_flatten
+
+    arrays = [a for _, a in tree_flatten(model.parameters())]
+    total = sum(a.nbytes for a in arrays) or 1
+    step, done, batch, batch_bytes, last = total / 100, 0, [], 0, -1
+    for array in arrays:
+        batch.append(array)
+        batch_bytes += array.nbytes
+        if batch_bytes >= step or array is arrays[-1]:
+            mx.eval(batch)
+            done += batch_bytes
+            batch, batch_bytes = [], 0
+            if (percent := min(100, done * 100 // total)) != last:
+                progress(percent)
+                last = percent

@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
-
-import mlx.core as mx
+from typing import TYPE_CHECKING
 
 from glm_lsp.runtime.base import BackendError
+
+if TYPE_CHECKING:  # MLX is imported where it runs: a front-end on the host never needs it
+    import mlx.core as mx
 
 
 class ScriptedReplies:
@@ -72,6 +74,8 @@ class ForcedTokens:
         """Every row of a pass at once (row i follows a history of history_length + i tokens): only
         the length matters here, so a verification pass costs a few array operations, not a few
         per drafted position."""
+        import mlx.core as mx
+
         if self.prompt_length is None:
             self.prompt_length = history_length
         step, last = history_length - self.prompt_length, len(self.tokens) - 1

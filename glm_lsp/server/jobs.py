@@ -8,6 +8,7 @@ request waits its turn on the same thread.
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from typing import TYPE_CHECKING
 
@@ -20,6 +21,7 @@ from glm_lsp.wire.converter import converter
 if TYPE_CHECKING:
     from glm_lsp.server.app import GlmServer
 
+PERCENT = re.compile(r"\((\d{1,3})%\)$")
 FLUSH_S = 0.03  # stream deltas are sent at most this late, so a client is not flooded per token
 
 
@@ -88,10 +90,15 @@ class Progress:
         return token
 
     def report(self, message: str) -> None:
+        """A message ending in "(NN%)" (the host loading the model) carries its percentage."""
         if self.token and message != self.last:
             self.last = message
+            match = PERCENT.search(message)
             self.server.work_done_progress.report(
-                token=self.token, value=lsp.WorkDoneProgressReport(message=message)
+                token=self.token,
+                value=lsp.WorkDoneProgressReport(
+                    message=message, percentage=int(match[1]) if match else None
+                ),
             )
 
     def end(self, message: str) -> None:
