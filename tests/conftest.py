@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,10 +23,14 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session", autouse=True)
 def session_user_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """The user's state ($XDG_STATE_HOME) for what module fixtures set up: never the real home."""
+    """The user's state ($XDG_STATE_HOME) for what module fixtures set up: never the real home.
+    Front-ends run in-process (GLM_LSP_HOST=off) unless a test asks for a host (host_env), and
+    never find the user's own host: $XDG_RUNTIME_DIR is the session's own."""
     home = tmp_path_factory.mktemp("xdg-state-session")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("XDG_STATE_HOME", str(home))
+        mp.setenv("XDG_RUNTIME_DIR", str(tmp_path_factory.mktemp("xdg-run-session")))
+        mp.setenv("GLM_LSP_HOST", "off")
         yield home
 
 
@@ -40,3 +45,20 @@ def user_state(
     shutil.copytree(session_user_state, home, symlinks=True, dirs_exist_ok=True)
     monkeypatch.setenv("XDG_STATE_HOME", str(home))
     return home / "glm-lsp"
+
+
+@pytest.fixture
+def host_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch) -> Iterator[Path]:
+    """A test that uses the host: its own $XDG_RUNTIME_DIR (so it never attaches to the user's
+    host or another test's), front-ends attach (GLM_LSP_HOST unset), and whatever host started
+    there is stopped at the end, so none outlives the test."""
+    from glm_lsp.host import registry
+    from glm_lsp.runtime.pids import alive
+
+    runtime = tmp_path_factory.mktemp("xdg-run", numbered=True)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    monkeypatch.delenv("GLM_LSP_HOST", raising=False)
+    yield runtime / "glm-lsp"
+    reg = registry.read()
+    if reg is not None and alive(reg.pid):
+        os.kill(reg.pid, signal.SIGKILL)
