@@ -133,7 +133,9 @@ async def acp_agent(
     client: RecordingClient, command: list[str], *, fs: bool = True, terminal: bool = False
 ):
     # The SDK's trimmed environment, plus the test's own user state (conftest's XDG_STATE_HOME).
-    env = default_environment() | {k: v for k, v in os.environ.items() if k.startswith("XDG_")}
+    env = default_environment() | {
+        k: v for k, v in os.environ.items() if k.startswith(("XDG_", "GLM_LSP_"))
+    }
     # A loaded machine may need more than the SDK's 2 s to see the agent exit after stdin closes.
     spawn = spawn_agent_process(
         client, command[0], *command[1:], env=env, transport_kwargs={"shutdown_timeout": 20.0}

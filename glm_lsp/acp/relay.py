@@ -12,13 +12,20 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from acp import update_agent_message_text, update_agent_thought_text, update_plan, update_tool_call
+from acp import (
+    start_tool_call,
+    update_agent_message_text,
+    update_agent_thought_text,
+    update_plan,
+    update_tool_call,
+)
 
 from glm_lsp.acp import updates
 from glm_lsp.acp.plan import parse_plan
 from glm_lsp.agent.loop import ToolEvent
 
 JOINED = {"reasoning": update_agent_thought_text, "content": update_agent_message_text}
+WAITS = ("loading", "waiting")  # progress that means the model is not generating yet
 OUTPUT_LIMIT = 8000  # characters of a running command's output shown live
 
 
@@ -32,10 +39,14 @@ class UpdateRelay:
         self.output = ""
         self.said = ""  # the answer text since the last plan check
         self.plan: list[Any] | None = None
+        self.wait_id: str | None = None  # the "Loading the model" tool call while it shows
+        self.waits = 0
 
     # -- worker thread -------------------------------------------------------------------------
     def sink(self, kind: str, text: str) -> None:
-        if kind in JOINED:
+        if kind == "progress" and text.startswith(WAITS):
+            self._put("wait", text)
+        elif kind in JOINED:
             self._put(kind, text)
         elif kind == "tool_output" and self.running_tool:
             self._put("tool_output", (self.running_tool, text))
@@ -58,11 +69,20 @@ class UpdateRelay:
                 batch.append(self.queue.get_nowait())
             for item in joined(batch):
                 if item is None:
+                    if self.wait_id is not None:  # it failed or was cancelled while waiting
+                        await self.send(update_tool_call(self.wait_id, status="failed"))
+                        self.wait_id = None
                     await self._plan_check()
                     return
                 await self._send_one(*item)
 
     async def _send_one(self, kind: str, payload: Any) -> None:
+        if kind == "wait":
+            await self._show_wait(payload)
+            return
+        if self.wait_id is not None and kind != "barrier":  # the model is generating now
+            await self.send(update_tool_call(self.wait_id, status="completed"))
+            self.wait_id = None
         if kind in JOINED:
             await self.send(JOINED[kind](payload))
             if kind == "content":
@@ -82,6 +102,19 @@ class UpdateRelay:
             self.output = (self.output + text)[-OUTPUT_LIMIT:]
             block = updates.tool_content(updates.text_block(self.output))
             await self.send(update_tool_call(call_id, content=[block]))
+
+    async def _show_wait(self, text: str) -> None:
+        """The host loading the model or another client's generation first: an in-progress tool
+        call the panel shows ("Loading GLM-4.7 (42%)"), completed when generation starts."""
+        title = text[:1].upper() + text[1:]
+        if self.wait_id is None:
+            self.waits += 1
+            self.wait_id = f"glm-wait-{self.waits}"
+            await self.send(
+                start_tool_call(self.wait_id, title, kind="other", status="in_progress")
+            )
+        else:
+            await self.send(update_tool_call(self.wait_id, title=title))
 
     async def _plan_check(self) -> None:
         plan, self.said = parse_plan(self.said), ""

@@ -44,7 +44,9 @@ def server_flags(settings: Settings) -> list[str]:
     for key, value in settings.to_dict().items():
         if value == getattr(defaults, key):
             continue
-        if isinstance(value, bool):
+        if key == "host":  # off is the only other value; --host is serve's TCP address
+            flags.append("--no-host")
+        elif isinstance(value, bool):
             flags.append(f"--{kebab(key)}" if value else f"--no-{kebab(key)}")
         else:
             flags += [f"--{kebab(key)}", "null" if value is None else str(value)]
@@ -239,7 +241,10 @@ def demo(args: argparse.Namespace, settings: Settings) -> int:
         model = ensure_tiny_model(cache)
         replies = workdir / "replies.json"
         shutil.copy(settings.scriptedReplies or FIXTURE / "replies.json", replies)
-        settings = settings.merged({"model": str(model), "scriptedReplies": str(replies)})
+        # In-process: a host would keep this throwaway model loaded after the demo ends.
+        settings = settings.merged(
+            {"model": str(model), "scriptedReplies": str(replies), "host": "off"}
+        )
         say(
             "NOTE: this demo model has random weights and its replies are scripted: the tokens\n"
             "are forced through the real model (real prefill, KV cache, streaming, parser, tools,\n"

@@ -168,9 +168,7 @@ def spawn_command(settings: Settings) -> list[str]:
         "glm_lsp.cli",
         "host",
         "start",
-        "--foreground",
-        "--model",
-        settings.model,
+        "--foreground",  # no --model: the first request loads it, and its editor shows the load
         "--keep-alive",
         str(settings.keepAlive),
         "--host-cache-gb",

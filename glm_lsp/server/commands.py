@@ -16,6 +16,7 @@ from glm_lsp.core.results import agent_result, logged_stats, thinking_turns
 from glm_lsp.core.worker import Job
 from glm_lsp.memory.thinking_log import ThinkingLog
 from glm_lsp.runtime.base import BackendError, Cancelled
+from glm_lsp.runtime.factory import uses_host
 from glm_lsp.server.app import GlmServer
 from glm_lsp.server.jobs import Progress, StreamRelay
 from glm_lsp.wire.commands import (
@@ -58,7 +59,10 @@ async def run_agent(
 
     def work() -> Outcome:
         if folder.session is None:  # the first request of a folder loads the model
-            relay.sink("progress", "loading the model")
+            on_host = uses_host(ls.settings)  # the host shows its own load, with a percentage
+            relay.sink(
+                "progress", "attaching to the glm-lsp host" if on_host else "loading the model"
+            )
         session = folder.ensure_session(ls.settings)
         job.turn = session.log.next_turn()
         return session.run(request, relay.sink, job.cancel, apply, ask, prompt)

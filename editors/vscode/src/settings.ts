@@ -113,6 +113,9 @@ const VALIDATORS = {
   stateDir: nonEmptyString,
   persistKvCache: bool,
   scriptedReplies: nullable(nonEmptyString),
+  host: oneOf('auto', 'off'),
+  keepAlive: number(-1, Infinity),
+  hostCacheGB: number(0, Infinity),
   allowCommands: stringList,
   verifyCommand: nullable(nonEmptyString),
   verifyRounds: nonNegativeInt,
@@ -150,7 +153,8 @@ export const CLIENT_KEYS = ['serverCommand', 'trace'] as const;
  * restarts the server (extension.ts).
  */
 export const USER_ONLY_KEYS = new Set<SettingKey>([
-  'backend', 'model', 'baseUrl', 'apiKeyEnv', 'stateDir', 'scriptedReplies',
+  'backend', 'model', 'baseUrl', 'apiKeyEnv', 'stateDir', 'scriptedReplies', 'host', 'keepAlive',
+  'hostCacheGB',
   'allowCommands', 'verifyCommand', 'verifyRounds', 'commandTimeout', 'sandbox', 'allowNetwork',
   'commandEnv', 'sandboxHide', 'review', 'mcpServers', 'mcpAllow', 'mcpAllowReadOnly', 'mcpTimeout',
 ]);

@@ -270,6 +270,12 @@ export interface Settings {
   persistKvCache?: boolean;
   /** a path or null */
   scriptedReplies?: string | null;
+  /** "auto", "off" */
+  host?: "auto" | "off";
+  /** a number >= -1 */
+  keepAlive?: number;
+  /** a number >= 0 */
+  hostCacheGB?: number;
   /** a list of glob patterns such as ["pytest *", "npm test"] */
   allowCommands?: string[];
   /** a command line or null */
