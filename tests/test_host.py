@@ -7,6 +7,7 @@ or another test's, and whatever host it started is killed at its end.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -16,14 +17,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from acp import text_block
 from lsprotocol import types as lsp
+from pygls.exceptions import JsonRpcException
 
 from glm_lsp.host import registry
 from glm_lsp.host.client import host_request
 from glm_lsp.runtime.pids import alive
 from tests.acp_client import RecordingClient, acp_agent, acp_command, write_replies
-from tests.test_server import command, server
+from tests.test_server import command, server, until
 
 GLM = [sys.executable, "-m", "glm_lsp.cli"]
 TIMEOUT = 120
@@ -132,6 +135,29 @@ async def test_a_restarted_language_server_finds_the_model_loaded_and_its_kv_war
     # The second server's prompt continues the first request's: all of that is reused.
     assert second["reusedTokens"] >= first["promptTokens"] + first["generatedTokens"] - 1
     assert ready_s < 30  # a Python start-up, not a model load (the benchmark measures it)
+
+
+async def test_a_cancel_frees_the_model_at_once_for_another_client_waiting_its_turn(
+    host_env: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    root = workspace(tmp_path, "ws")
+    long_reply = "Let me explain this slowly. " * 400
+    async with server(tmp_path, tiny_model_dir, [long_reply], root=root) as (client, rec, _root):
+        first = asyncio.ensure_future(command(client, "glm.ask", {"question": "Go on"}))
+        await until(lambda: rec.stream)  # generating in the host
+        other = start_run(tmp_path, tiny_model_dir, workspace(tmp_path, "other"), [ANSWER])
+        await until(lambda: status()["queued"] == 1)  # first come, first served: it waits
+        cancelled_at = time.perf_counter()
+        assert (await command(client, "glm.cancel", {}))["cancelled"] == 1
+        await until(lambda: status()["running"] == "run", timeout=5)
+        freed_s = time.perf_counter() - cancelled_at
+        with pytest.raises(JsonRpcException):
+            await first
+    code, out, err = finish(other)
+    assert code == 0, err
+    assert "glm-lsp: waiting for the model (1 ahead)" in err  # the user saw why
+    assert "It sets A to 1." in out
+    assert freed_s < 0.5, f"the model was free {freed_s:.2f} s after the cancel"
 
 
 def test_killing_the_host_mid_request_is_one_clear_error_and_the_next_request_starts_a_new_one(

@@ -84,6 +84,9 @@ def test_the_schema_describes_the_settings_contract() -> None:
         "apiKeyEnv",
         "stateDir",
         "scriptedReplies",
+        "host",  # the per-user host (issue 26): a repository neither starts nor sizes it
+        "keepAlive",
+        "hostCacheGB",
         "allowCommands",
         "verifyCommand",
         "verifyRounds",

@@ -63,6 +63,16 @@ class Connection:
         with contextlib.suppress(OSError):
             self.sock.close()
 
+    @property
+    def open(self) -> bool:
+        """False once the host has hung up (seen without waiting: a peek that does not block)."""
+        try:
+            return self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+
     def _send(self, message: dict[str, Any]) -> None:
         try:
             self.sock.sendall(encode(message))
@@ -245,6 +255,9 @@ class HostBackend:
         self.connect()  # the front-end is ready once attached; the model may still be loading
 
     def connect(self) -> Connection:
+        if self.conn is not None and not self.conn.open:
+            self.conn.close()  # the host went away between two requests: attach again, quietly
+            self.conn = None
         if self.conn is None:
             reg = attach(self.settings)
             try:

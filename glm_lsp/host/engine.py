@@ -145,6 +145,7 @@ class Engine:
                     1 for c in self.conversations.values() if c.cache is not None
                 ),
                 "busy": self.running is not None,
+                "running": self.running.client if self.running else None,
                 "queued": len(self.pending),
                 "recent": list(self.recent),
             }
