@@ -25,6 +25,7 @@ describe('settings: keys', () => {
     assert.deepEqual(SETTING_KEYS, [
       'backend', 'model', 'baseUrl', 'apiKeyEnv', 'thinking', 'preserveThinking', 'temperature', 'topP',
       'maxTokens', 'contextLength', 'kvBits', 'maxSteps', 'stateDir', 'persistKvCache', 'scriptedReplies',
+      'host', 'keepAlive', 'hostCacheGB',
       'allowCommands', 'verifyCommand', 'verifyRounds', 'commandTimeout', 'sandbox', 'allowNetwork',
       'commandEnv', 'sandboxHide', 'review',
       'speculativeDecoding', 'draftTokens',
@@ -40,8 +41,8 @@ describe('settings: keys', () => {
       assert.ok(restricted.includes(`glm.${key}`), key);
     }
     assert.deepEqual([...USER_ONLY_KEYS], [
-      'backend', 'model', 'baseUrl', 'apiKeyEnv', 'stateDir', 'scriptedReplies',
-      'allowCommands', 'verifyCommand', 'verifyRounds', 'commandTimeout', 'sandbox', 'allowNetwork',
+      'backend', 'model', 'baseUrl', 'apiKeyEnv', 'stateDir', 'scriptedReplies', 'host', 'keepAlive',
+      'hostCacheGB', 'allowCommands', 'verifyCommand', 'verifyRounds', 'commandTimeout', 'sandbox', 'allowNetwork',
       'commandEnv', 'sandboxHide', 'review', 'mcpServers', 'mcpAllow', 'mcpAllowReadOnly', 'mcpTimeout',
     ]);
     assert.deepEqual(restricted, [...USER_ONLY_KEYS].map((key) => `glm.${key}`));
