@@ -274,3 +274,44 @@ def test_tensor_parallel_runs_scripted_replies_and_speculative_decoding(tmp_path
         "kv-cache.tensor-0of2.safetensors",
         "kv-cache.tensor-1of2.safetensors",
     ]
+
+
+def test_the_host_is_rank_0_and_a_front_end_attaches_to_the_launched_model(
+    host_env: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    from glm_lsp.host import registry
+    from glm_lsp.host.client import answers, host_request
+
+    err = tmp_path / "host-err.txt"
+    argv = launch_argv(
+        "host", "start", "--foreground", "--model", str(tiny_model_dir), "--distributed", "pipeline"
+    )
+    with open(err, "wb") as e:
+        proc = subprocess.Popen(argv, env=_env(), stdout=e, stderr=e, start_new_session=True)
+    try:
+        deadline = time.monotonic() + RUN_TIMEOUT
+        while (reg := registry.live()) is None or not answers(reg):
+            assert proc.poll() is None, err.read_text()
+            assert time.monotonic() < deadline, "the host never registered"
+            time.sleep(0.1)
+        one, two = workspace(tmp_path, "one"), workspace(tmp_path, "two")
+        greedy = ["--kind", "ask", "--temperature", "0", "--max-tokens", "24", "--max-steps", "2"]
+        greedy += ["--model", str(tiny_model_dir)]
+        alone = single("run", str(one), "What does add do?", *greedy, "--no-host")
+        hosted = single("run", str(two), "What does add do?", *greedy)  # attaches: no load
+        assert alone.returncode == 0 and hosted.returncode == 0, hosted.stderr
+        assert hosted.stdout == alone.stdout  # the same greedy answer from the two ranks
+        assert logged(two) == logged(one)
+        slices = sorted(p.name for p in (two / ".glm-lsp").glob("kv-cache.*"))
+        assert slices == [
+            "kv-cache.pipeline-0of2.safetensors",
+            "kv-cache.pipeline-1of2.safetensors",
+        ]
+        status = host_request("status")
+        assert [(m["name"], m["loads"]) for m in status["models"]] == [(str(tiny_model_dir), 1)]
+        assert single("host", "stop").returncode == 0
+        assert proc.wait(timeout=60) == 0, err.read_text()  # rank 0 told rank 1: both exited
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=15)

@@ -66,6 +66,7 @@ class Connection:
     @property
     def open(self) -> bool:
         """False once the host has hung up (seen without waiting: a peek that does not block)."""
+        self.sock.settimeout(0)  # with a timeout set, Python would wait for data despite DONTWAIT
         try:
             return self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) != b""
         except BlockingIOError:
