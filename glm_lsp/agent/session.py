@@ -22,6 +22,7 @@ from glm_lsp.agent.tools import ToolBox
 from glm_lsp.config import Settings
 from glm_lsp.glm.tool_schemas import TOOLS
 from glm_lsp.mcp.tools import McpServers, Snapshot
+from glm_lsp.memory.conversation_lock import WAITING, WaitCancelled
 from glm_lsp.memory.thinking_log import ThinkingLog, new_record, prepare_state_dir
 from glm_lsp.runtime.base import Backend, Cancelled
 from glm_lsp.sandbox.permissions import Ask, Prompt, ToolPermissions
@@ -33,6 +34,7 @@ from glm_lsp.workspace import WorkspaceIndex
 # Decides what happens to a request's edits: (applied, reason when not applied), or an
 # ApplyReport when the user reviewed it and only part may have landed.
 ApplyEdits = Callable[[ChangeSet], "tuple[bool, str | None] | ApplyReport"]
+OnTurn = Callable[[int], None]  # told the request's turn once it is numbered, before it runs
 MAX_STALE_CHECKS = 200
 
 
@@ -156,13 +158,25 @@ class Session:
         prompt: Prompt | None = None,
         on_tool: OnTool | None = None,
         runner: Runner | None = None,
+        on_turn: OnTurn | None = None,
     ) -> Outcome:
         """`ask` puts a command that allowCommands does not allow to the user, `prompt` an MCP
         tool call mcpAllow does not allow and an unapproved .mcp.json (None: nobody);
         `on_tool` sees each tool call start and finish (ACP shows them as tool calls); `runner`
-        runs a permitted command line instead of a local process (an ACP client's terminal)."""
+        runs a permitted command line instead of a local process (an ACP client's terminal);
+        `on_turn` learns the turn this request logs.
+
+        The conversation is held from reading the log to appending to it, against this process's
+        other threads and other glm-lsp processes on it alike: each request sees the ones
+        before it and takes the next turn. Waiting on another process is shown and cancellable."""
         with self.lock:
-            return self._run(request, sink, cancel, apply, ask, prompt, on_tool, runner)
+            try:
+                with self.log.lock.hold(cancel, lambda: sink("progress", WAITING)):
+                    return self._run(
+                        request, sink, cancel, apply, ask, prompt, on_tool, runner, on_turn
+                    )
+            except WaitCancelled:  # only the wait raises it: nothing was done
+                raise Cancelled() from None
 
     def _run(
         self,
@@ -174,10 +188,13 @@ class Session:
         prompt: Prompt | None,
         on_tool: OnTool | None,
         runner: Runner | None,
+        on_turn: OnTurn | None,
     ) -> Outcome:
         s = self.settings
         records = self.log.records()
         turn = max((int(r.get("turn", 0)) for r in records), default=0) + 1
+        if on_turn is not None:
+            on_turn(turn)
         thinking = resolve_thinking(s.thinking, request.thinking, request.kind)
         request.changed = request.changed or self._changed_since_last()
         request.stale = request.stale or self._stale_reads(records)

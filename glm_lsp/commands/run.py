@@ -33,7 +33,10 @@ class StderrStream:
         self.kind = ""
 
     def __call__(self, kind: str, text: str) -> None:
-        if kind == "progress":
+        if kind == "progress":  # a step's name repeats what streams; a wait says why nothing does
+            if text.startswith("waiting"):
+                sys.stderr.write(f"glm-lsp: {text}\n")
+                sys.stderr.flush()
             return
         if kind == "tool_output":  # a command's output, as it comes
             if self.kind != "tool_output_raw":
@@ -143,7 +146,7 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
     if request.path:
         request.outline = format_outline(session.index.outline(request.path))
 
-    turn = session.log.next_turn()
+    turn = 0  # numbered once the request holds the conversation (another run may be ahead)
     label = f"glm-lsp run: {args.instruction}"[:120]
 
     def apply(changes: ChangeSet) -> ApplyReport:
@@ -173,10 +176,20 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
     def write(changes: ChangeSet) -> tuple[bool, str | None]:
         return write_to_disk(root, session.state_dir, changes, allow_sensitive=args.allow_sensitive)
 
+    def numbered(taken: int) -> None:
+        nonlocal turn
+        turn = taken
+
     cancel = threading.Event()
     try:
         outcome = session.run(
-            request, StderrStream(), cancel, apply, ask_on_terminal, prompt_on_terminal
+            request,
+            StderrStream(),
+            cancel,
+            apply,
+            ask_on_terminal,
+            prompt_on_terminal,
+            on_turn=numbered,
         )
     except (KeyboardInterrupt, Cancelled):
         cancel.set()

@@ -60,8 +60,11 @@ async def run_agent(
         if folder.session is None:  # the first request of a folder loads the model
             relay.sink("progress", "loading the model")
         session = folder.ensure_session(ls.settings)
-        job.turn = session.log.next_turn()
-        return session.run(request, relay.sink, job.cancel, apply, ask, prompt)
+
+        def numbered(turn: int) -> None:  # under the conversation's lock: the turn it logs
+            job.turn = turn
+
+        return session.run(request, relay.sink, job.cancel, apply, ask, prompt, on_turn=numbered)
 
     end_message = "cancelled"
     try:

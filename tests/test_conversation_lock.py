@@ -1,0 +1,161 @@
+"""Two glm-lsp processes on one workspace share one conversation: requests take turns across
+processes (a waiting one says so and can be cancelled), each sees the ones before it, turns are
+numbered once, and a holder killed with -9 leaves nothing locked."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from glm_lsp.memory.conversation_lock import WAITING, ConversationLock, WaitCancelled
+from glm_lsp.memory.thinking_log import ThinkingLog
+from glm_lsp.state_files import StateRefused, prepare_state_dir
+
+STATS = re.compile(r"^turn (\d+): (\d+) prompt tokens \((\d+) reused", re.M)
+SAFETY_S = 120  # only a safety net: every wait below ends on an event
+
+
+def env() -> dict[str, str]:
+    """Read per test: the user_state fixture gives each test its own XDG_STATE_HOME."""
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "GLM_LSP_HOST": "off"}
+
+
+class Stderr:
+    """A process's stderr read as it comes; `waiting` is set once it says it waits its turn
+    (or when it ends without saying so)."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc, self.lines = proc, []
+        self.waiting = threading.Event()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line)
+            if WAITING in line:
+                self.waiting.set()
+        self.waiting.set()
+
+    def text(self) -> str:
+        self.proc.wait(timeout=SAFETY_S)
+        self.thread.join(timeout=SAFETY_S)
+        return "".join(self.lines)
+
+
+@pytest.fixture
+def holder(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
+    """Another process holding a conversation's lock until killed."""
+    code = (
+        "import sys; from pathlib import Path\n"
+        "from glm_lsp.memory.conversation_lock import ConversationLock\n"
+        "with ConversationLock(Path(sys.argv[1])).hold():\n"
+        "    print('held', flush=True); sys.stdin.read()\n"
+    )
+    folder = prepare_state_dir(tmp_path / "conversation")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(folder)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env(),
+    )
+    assert proc.stdout is not None and proc.stdout.readline() == "held\n"
+    yield proc
+    proc.kill()
+    proc.wait(timeout=SAFETY_S)
+
+
+def test_a_wait_is_shown_cancellable_and_ends_when_the_holder_is_killed(
+    tmp_path: Path, holder: subprocess.Popen[str]
+) -> None:
+    lock = ConversationLock(tmp_path / "conversation")
+    waiting, cancel = threading.Event(), threading.Event()
+    outcome: list[object] = []
+
+    def take() -> None:
+        try:
+            with lock.hold(cancel, waiting.set):
+                outcome.append("held")
+        except WaitCancelled as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=take)
+    thread.start()
+    assert waiting.wait(SAFETY_S)  # told before it blocks
+    cancel.set()
+    thread.join(SAFETY_S)
+    assert not thread.is_alive() and isinstance(outcome[0], WaitCancelled)
+
+    waiting.clear()
+    cancel.clear()
+    thread = threading.Thread(target=take)
+    thread.start()
+    assert waiting.wait(SAFETY_S)
+    holder.kill()  # -9: no cleanup of its own; the kernel drops its flock
+    thread.join(SAFETY_S)
+    assert not thread.is_alive() and outcome[1] == "held"
+    mode = os.stat(tmp_path / "conversation" / "conversation.lock").st_mode & 0o777
+    assert mode == 0o600
+
+
+def test_the_lock_file_is_never_followed_through_a_link(tmp_path: Path) -> None:
+    folder = prepare_state_dir(tmp_path / "conversation")
+    target = tmp_path / "elsewhere"
+    target.write_text("mine\n")
+    (folder / "conversation.lock").symlink_to(target)
+    with pytest.raises(StateRefused, match="symbolic link"), ConversationLock(folder).hold():
+        pass
+    assert target.read_text() == "mine\n"
+
+
+def test_two_runs_at_once_take_turns_and_share_one_history(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "a.py").write_text("A = 1\n")
+    state = prepare_state_dir(root / ".glm-lsp")  # ours (recorded in the user's state)
+    runs: dict[str, Stderr] = {}
+    # Held here until both runs wait on it, so they surely overlap; then they race for it.
+    with ConversationLock(state).hold():
+        for name in ("alpha", "beta"):
+            script = tmp_path / f"{name}.json"
+            script.write_text(json.dumps([f"Asked by {name}.</think>Answer from {name}."]))
+            instruction = f"{name}: " + " ".join([name] * 30)  # differs from its first token
+            argv = [
+                sys.executable, "-m", "glm_lsp.cli", "run", str(root), instruction,
+                "--model", str(tiny_model_dir), "--scripted-replies", str(script),
+            ]  # fmt: skip
+            proc = subprocess.Popen(
+                argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env()
+            )
+            runs[name] = Stderr(proc)
+        for run in runs.values():
+            assert run.waiting.wait(SAFETY_S)
+    errors = {name: run.text() for name, run in runs.items()}
+    for name, run in runs.items():
+        assert run.proc.returncode == 0, errors[name]
+        assert WAITING in errors[name]  # the user saw why nothing happened
+
+    logged = {r["turn"]: r for r in ThinkingLog(state).records()}
+    assert sorted(logged) == [1, 2] and len(ThinkingLog(state).records()) == 2
+    stats = {}  # turn -> (prompt tokens, reused tokens), as each run reported its turn
+    for name, err in errors.items():
+        (said,) = STATS.findall(err)
+        turn = int(said[0])
+        stats[turn] = (int(said[1]), int(said[2]))
+        assert f"Answer from {name}." in json.dumps(logged[turn]["messages"])  # the turn it logged
+    assert sorted(stats) == [1, 2]
+    # Turn 2's prompt starts with all of turn 1's (its KV cache, saved by the other process,
+    # serves it): had it not seen turn 1, the prompts would part at the first instruction word.
+    assert stats[2][1] >= stats[1][0], errors
