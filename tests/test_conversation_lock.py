@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -15,9 +16,17 @@ from pathlib import Path
 
 import pytest
 
+from glm_lsp.agent.edits import ChangeSet, apply_to_disk
+from glm_lsp.agent.prompts import AgentRequest
+from glm_lsp.agent.session import Session
+from glm_lsp.config import Settings
+from glm_lsp.glm.parse import tool_call_text
 from glm_lsp.memory.conversation_lock import WAITING, ConversationLock, WaitCancelled
 from glm_lsp.memory.thinking_log import ThinkingLog
+from glm_lsp.runtime.factory import make_backend
 from glm_lsp.state_files import StateRefused, prepare_state_dir
+
+FIXTURE = Path(__file__).parent / "fixtures" / "rename"
 
 STATS = re.compile(r"^turn (\d+): (\d+) prompt tokens \((\d+) reused", re.M)
 SAFETY_S = 120  # only a safety net: every wait below ends on an event
@@ -159,3 +168,50 @@ def test_two_runs_at_once_take_turns_and_share_one_history(
     # Turn 2's prompt starts with all of turn 1's (its KV cache, saved by the other process,
     # serves it): had it not seen turn 1, the prompts would part at the first instruction word.
     assert stats[2][1] >= stats[1][0], errors
+
+
+def test_another_processs_edit_is_in_the_history_not_news(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """Two sessions on one workspace, as two editors' servers hold them: what one's request
+    edited, the other's next request sees in the history, so it is not told of it again."""
+    root = tmp_path / "ws"
+    shutil.copytree(FIXTURE, root)
+
+    def session(name: str, replies: list[str]) -> Session:
+        script = tmp_path / f"{name}.json"
+        script.write_text(json.dumps(replies))
+        settings = Settings(model=str(tiny_model_dir), scriptedReplies=str(script))
+        return Session(root, settings, make_backend(settings, settings.state_dir(root)))
+
+    read = tool_call_text("read_file", {"path": "pkg/a.py"})
+    edit = tool_call_text(
+        "edit_file", {"path": "pkg/a.py", "old_text": "def foo", "new_text": "def bar"}
+    )
+    editor = session(
+        "editor", ["Read it.</think>" + read, "Rename.</think>" + edit, "</think>Done."]
+    )
+    other = session("other", ["Hello.", "Noted."])
+
+    def request(s: Session, kind: str, text: str) -> int:
+        def land(change_set: ChangeSet) -> tuple[bool, str | None]:
+            apply_to_disk(root, change_set)  # as the editor would
+            return True, None
+
+        outcome = s.run(
+            AgentRequest(kind=kind, instruction=text),  # type: ignore[arg-type]
+            lambda k, t: None,
+            threading.Event(),
+            land,
+        )
+        return outcome.turn
+
+    assert request(other, "ask", "hi") == 1
+    assert request(editor, "refactor", "rename foo") == 2
+    other.index.apply_change("modified", "pkg/a.py")  # what its watcher reports of that edit
+    (root / "user.py").write_text("Y = 2\n")
+    other.index.apply_change("created", "user.py")
+    assert request(other, "ask", "Anything new?") == 3
+    user = other.log.records()[2]["messages"][0]["content"]
+    assert "- created user.py" in user
+    assert "pkg/a.py" not in user  # neither "modified" nor "re-read before editing"

@@ -87,7 +87,10 @@ class Session:
         self.index = index
         self.buffers, self.open_buffers = buffers, open_buffers
         self.last_generation = index.generation
-        self.own_writes: dict[str, str | None] = {}  # path -> digest our applied edit left there
+        # path -> digest the model knows it holds: what our applied edit (or another process's
+        # logged request) left there
+        self.own_writes: dict[str, str | None] = {}
+        self.seen_records: int | None = None  # the log's length after our last request
         self.lock = threading.Lock()
         self._shadow: Shadow | None = None  # made by the first command, kept for the session
         self.mcp = McpServers(self.root, self.state_dir)  # started by the first request
@@ -129,6 +132,18 @@ class Session:
             if now != seen:
                 stale.append(rel)
         return sorted(stale)
+
+    def _seen_elsewhere(self, records: list[dict[str, Any]]) -> None:
+        """Requests another glm-lsp logged on this conversation since ours: the model saw the
+        files they read or edited (their `reads`) in the history, so a change the index reports
+        for one that still holds what it saw is not news, just like our own edits."""
+        seen = self.seen_records
+        if seen is None or seen > len(records):  # our first request, or the log was reset
+            return
+        for record in records[seen:]:
+            reads = record.get("reads")
+            if isinstance(reads, dict):
+                self.own_writes.update(reads)
 
     def _changed_since_last(self) -> list[str]:
         """Changes since the previous request, minus the ones its own applied edit made: the
@@ -196,6 +211,7 @@ class Session:
         if on_turn is not None:
             on_turn(turn)
         thinking = resolve_thinking(s.thinking, request.thinking, request.kind)
+        self._seen_elsewhere(records)
         request.changed = request.changed or self._changed_since_last()
         request.stale = request.stale or self._stale_reads(records)
         request.rejected = request.rejected or rejected_notes(records[-1] if records else None)
@@ -252,10 +268,9 @@ class Session:
         reads = dict(result.reads)
         if landed:  # our own edits are not news to the model next time
             self.own_writes = self.written_by(landed)
-            for change in landed.changes:
-                reads.pop(change.old_path or "", None)
-                if change.after is not None and change.path in reads:
-                    reads[change.path] = digest(change.after)
+            # What the edit left is what the model knows of those files (None: gone), for the
+            # stale check and for another process's next request on this conversation.
+            reads.update(self.own_writes)
         record = new_record(
             turn=turn,
             command=COMMANDS[request.kind],
@@ -279,6 +294,7 @@ class Session:
             else None,
         )
         self.log.append(record)
+        self.seen_records = len(records) + 1
         self.last_generation = self.index.generation
         if self.settings.persistKvCache:
             self.backend.save()
