@@ -22,9 +22,10 @@ from glm_lsp.agent.session import Session
 from glm_lsp.config import Settings
 from glm_lsp.glm.parse import tool_call_text
 from glm_lsp.memory.conversation_lock import WAITING, ConversationLock, WaitCancelled
-from glm_lsp.memory.thinking_log import ThinkingLog
+from glm_lsp.memory.thinking_log import ThinkingLog, new_record
 from glm_lsp.runtime.factory import make_backend
 from glm_lsp.state_files import StateRefused, prepare_state_dir
+from tests.lsp_wire import start_server
 
 FIXTURE = Path(__file__).parent / "fixtures" / "rename"
 
@@ -127,6 +128,27 @@ def test_the_lock_file_is_never_followed_through_a_link(tmp_path: Path) -> None:
     assert target.read_text() == "mine\n"
 
 
+def start_run(tmp: Path, root: Path, model: Path, name: str) -> Stderr:
+    """`glm-lsp run` on `root` asking as `name`; its scripted reply names it too."""
+    script = tmp / f"{name}.json"
+    script.write_text(json.dumps([f"Asked by {name}.</think>Answer from {name}."]))
+    instruction = f"{name}: " + " ".join([name] * 30)  # prompts part at its first token
+    argv = [
+        sys.executable, "-m", "glm_lsp.cli", "run", str(root), instruction,
+        "--model", str(model), "--scripted-replies", str(script),
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env()
+    )
+    return Stderr(proc)
+
+
+def reported(err: str) -> tuple[int, int, int]:
+    """A run's last line: (turn, prompt tokens, reused tokens)."""
+    ((turn, prompt, reused),) = STATS.findall(err)
+    return int(turn), int(prompt), int(reused)
+
+
 def test_two_runs_at_once_take_turns_and_share_one_history(
     tmp_path: Path, tiny_model_dir: Path
 ) -> None:
@@ -134,21 +156,9 @@ def test_two_runs_at_once_take_turns_and_share_one_history(
     root.mkdir()
     (root / "a.py").write_text("A = 1\n")
     state = prepare_state_dir(root / ".glm-lsp")  # ours (recorded in the user's state)
-    runs: dict[str, Stderr] = {}
     # Held here until both runs wait on it, so they surely overlap; then they race for it.
     with ConversationLock(state).hold():
-        for name in ("alpha", "beta"):
-            script = tmp_path / f"{name}.json"
-            script.write_text(json.dumps([f"Asked by {name}.</think>Answer from {name}."]))
-            instruction = f"{name}: " + " ".join([name] * 30)  # differs from its first token
-            argv = [
-                sys.executable, "-m", "glm_lsp.cli", "run", str(root), instruction,
-                "--model", str(tiny_model_dir), "--scripted-replies", str(script),
-            ]  # fmt: skip
-            proc = subprocess.Popen(
-                argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env()
-            )
-            runs[name] = Stderr(proc)
+        runs = {name: start_run(tmp_path, root, tiny_model_dir, name) for name in ("alpha", "beta")}
         for run in runs.values():
             assert run.waiting.wait(SAFETY_S)
     errors = {name: run.text() for name, run in runs.items()}
@@ -160,14 +170,60 @@ def test_two_runs_at_once_take_turns_and_share_one_history(
     assert sorted(logged) == [1, 2] and len(ThinkingLog(state).records()) == 2
     stats = {}  # turn -> (prompt tokens, reused tokens), as each run reported its turn
     for name, err in errors.items():
-        (said,) = STATS.findall(err)
-        turn = int(said[0])
-        stats[turn] = (int(said[1]), int(said[2]))
+        turn, prompt, reused = reported(err)
+        stats[turn] = (prompt, reused)
         assert f"Answer from {name}." in json.dumps(logged[turn]["messages"])  # the turn it logged
     assert sorted(stats) == [1, 2]
     # Turn 2's prompt starts with all of turn 1's (its KV cache, saved by the other process,
     # serves it): had it not seen turn 1, the prompts would part at the first instruction word.
     assert stats[2][1] >= stats[1][0], errors
+
+
+def test_an_editors_request_waits_its_turn_visibly_cancellably_and_logs_the_turn_it_streams(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "a.py").write_text("A = 1\n")
+    log = ThinkingLog(prepare_state_dir(root / ".glm-lsp"))
+    client = start_server(tmp_path, tiny_model_dir, root, ["Answer from the editor."], env=env())
+
+    def waits_shown() -> int:
+        return sum(
+            1
+            for n in list(client.notifications)
+            if n["method"] == "$/progress" and n["params"]["value"].get("message") == WAITING
+        )
+
+    def ask() -> int:
+        params = {"command": "glm.ask", "arguments": [{"question": "What is A?"}]}
+        return client.request_async("workspace/executeCommand", params)
+
+    try:
+        with log.lock.hold():  # here, as another process running a request
+            first = ask()
+            client.wait_for(lambda: waits_shown() == 1, timeout=SAFETY_S)
+            client.command("glm.cancel", {})
+            assert "cancelled" in client.wait(first)["error"]["message"]
+            assert log.records() == []  # nothing was logged
+            second = ask()
+            client.wait_for(lambda: waits_shown() == 2, timeout=SAFETY_S)
+            messages = [
+                {"role": "user", "content": "Meanwhile, in a terminal?"},
+                {"role": "assistant", "content": "Answer from the terminal."},
+            ]
+            log.append(
+                new_record(
+                    turn=1, command="glm.ask", thinking="disabled", messages=messages, stats={}
+                )
+            )
+        answer = client.wait(second, timeout=SAFETY_S)["result"]
+        streamed = [n["params"] for n in list(client.notifications) if n["method"] == "glm/stream"]
+    finally:
+        client.close()
+    assert answer["turn"] == 2 and answer["text"] == "Answer from the editor."
+    assert [r["turn"] for r in log.records()] == [1, 2]
+    assert streamed and {n["turn"] for n in streamed} == {2}  # numbered once it held the log
 
 
 def test_another_processs_edit_is_in_the_history_not_news(
