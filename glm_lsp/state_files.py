@@ -143,6 +143,13 @@ def append(path: Path, data: bytes, keep: int | None = None) -> None:
         os.close(fd)
 
 
+def open_lock(path: Path) -> int:
+    """An fd on a private lock file (created 0600) for flock; close-on-exec, like every fd here."""
+    fd = _open(path, os.O_RDWR | os.O_CREAT)
+    os.fchmod(fd, 0o600)
+    return fd
+
+
 def open_append_text(path: Path) -> TextIO:
     """A private log file opened for appending (an MCP server's stderr)."""
     fd = _open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)

@@ -267,7 +267,10 @@ class GlmAcpAgent:
         def work() -> Outcome:
             core = self._core(session)
             self.active.activate(core.backend)  # only this conversation's KV cache in memory
-            bridge.turn = job.turn = core.log.next_turn()
+
+            def numbered(turn: int) -> None:  # under the conversation's lock: the turn it logs
+                bridge.turn = job.turn = turn
+
             return core.run(
                 request,
                 relay.sink,
@@ -277,6 +280,7 @@ class GlmAcpAgent:
                 prompt=bridge.ask_tool,
                 on_tool=relay.on_tool,
                 runner=bridge.run_in_terminal if bridge.has_terminal else None,
+                on_turn=numbered,
             )
 
         try:

@@ -22,6 +22,7 @@ from glm_lsp.agent.tools import ToolBox
 from glm_lsp.config import Settings
 from glm_lsp.glm.tool_schemas import TOOLS
 from glm_lsp.mcp.tools import McpServers, Snapshot
+from glm_lsp.memory.conversation_lock import WAITING, WaitCancelled
 from glm_lsp.memory.thinking_log import ThinkingLog, new_record, prepare_state_dir
 from glm_lsp.runtime.base import Backend, Cancelled
 from glm_lsp.sandbox.permissions import Ask, Prompt, ToolPermissions
@@ -33,6 +34,7 @@ from glm_lsp.workspace import WorkspaceIndex
 # Decides what happens to a request's edits: (applied, reason when not applied), or an
 # ApplyReport when the user reviewed it and only part may have landed.
 ApplyEdits = Callable[[ChangeSet], "tuple[bool, str | None] | ApplyReport"]
+OnTurn = Callable[[int], None]  # told the request's turn once it is numbered, before it runs
 MAX_STALE_CHECKS = 200
 
 
@@ -85,7 +87,10 @@ class Session:
         self.index = index
         self.buffers, self.open_buffers = buffers, open_buffers
         self.last_generation = index.generation
-        self.own_writes: dict[str, str | None] = {}  # path -> digest our applied edit left there
+        # path -> digest the model knows it holds: what our applied edit (or another process's
+        # logged request) left there
+        self.own_writes: dict[str, str | None] = {}
+        self.seen_records: int | None = None  # the log's length after our last request
         self.lock = threading.Lock()
         self._shadow: Shadow | None = None  # made by the first command, kept for the session
         self.mcp = McpServers(self.root, self.state_dir)  # started by the first request
@@ -128,6 +133,18 @@ class Session:
                 stale.append(rel)
         return sorted(stale)
 
+    def _seen_elsewhere(self, records: list[dict[str, Any]]) -> None:
+        """Requests another glm-lsp logged on this conversation since ours: the model saw the
+        files they read or edited (their `reads`) in the history, so a change the index reports
+        for one that still holds what it saw is not news, just like our own edits."""
+        seen = self.seen_records
+        if seen is None or seen > len(records):  # our first request, or the log was reset
+            return
+        for record in records[seen:]:
+            reads = record.get("reads")
+            if isinstance(reads, dict):
+                self.own_writes.update(reads)
+
     def _changed_since_last(self) -> list[str]:
         """Changes since the previous request, minus the ones its own applied edit made: the
         model knows those, and calling them news would read as the user touching its work."""
@@ -156,13 +173,25 @@ class Session:
         prompt: Prompt | None = None,
         on_tool: OnTool | None = None,
         runner: Runner | None = None,
+        on_turn: OnTurn | None = None,
     ) -> Outcome:
         """`ask` puts a command that allowCommands does not allow to the user, `prompt` an MCP
         tool call mcpAllow does not allow and an unapproved .mcp.json (None: nobody);
         `on_tool` sees each tool call start and finish (ACP shows them as tool calls); `runner`
-        runs a permitted command line instead of a local process (an ACP client's terminal)."""
+        runs a permitted command line instead of a local process (an ACP client's terminal);
+        `on_turn` learns the turn this request logs.
+
+        The conversation is held from reading the log to appending to it, against this process's
+        other threads and other glm-lsp processes on it alike: each request sees the ones
+        before it and takes the next turn. Waiting on another process is shown and cancellable."""
         with self.lock:
-            return self._run(request, sink, cancel, apply, ask, prompt, on_tool, runner)
+            try:
+                with self.log.lock.hold(cancel, lambda: sink("progress", WAITING)):
+                    return self._run(
+                        request, sink, cancel, apply, ask, prompt, on_tool, runner, on_turn
+                    )
+            except WaitCancelled:  # only the wait raises it: nothing was done
+                raise Cancelled() from None
 
     def _run(
         self,
@@ -174,11 +203,15 @@ class Session:
         prompt: Prompt | None,
         on_tool: OnTool | None,
         runner: Runner | None,
+        on_turn: OnTurn | None,
     ) -> Outcome:
         s = self.settings
         records = self.log.records()
         turn = max((int(r.get("turn", 0)) for r in records), default=0) + 1
+        if on_turn is not None:
+            on_turn(turn)
         thinking = resolve_thinking(s.thinking, request.thinking, request.kind)
+        self._seen_elsewhere(records)
         request.changed = request.changed or self._changed_since_last()
         request.stale = request.stale or self._stale_reads(records)
         request.rejected = request.rejected or rejected_notes(records[-1] if records else None)
@@ -235,10 +268,9 @@ class Session:
         reads = dict(result.reads)
         if landed:  # our own edits are not news to the model next time
             self.own_writes = self.written_by(landed)
-            for change in landed.changes:
-                reads.pop(change.old_path or "", None)
-                if change.after is not None and change.path in reads:
-                    reads[change.path] = digest(change.after)
+            # What the edit left is what the model knows of those files (None: gone), for the
+            # stale check and for another process's next request on this conversation.
+            reads.update(self.own_writes)
         record = new_record(
             turn=turn,
             command=COMMANDS[request.kind],
@@ -262,6 +294,7 @@ class Session:
             else None,
         )
         self.log.append(record)
+        self.seen_records = len(records) + 1
         self.last_generation = self.index.generation
         if self.settings.persistKvCache:
             self.backend.save()

@@ -162,7 +162,7 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
     if request.path:
         request.outline = format_outline(session.index.outline(request.path))
 
-    turn = session.log.next_turn()
+    turn = 0  # numbered once the request holds the conversation (another run may be ahead)
     label = f"glm-lsp run: {args.instruction}"[:120]
 
     def apply(changes: ChangeSet) -> ApplyReport:
@@ -192,10 +192,20 @@ def run_command(args: argparse.Namespace, settings: Settings) -> int:
     def write(changes: ChangeSet) -> tuple[bool, str | None]:
         return write_to_disk(root, session.state_dir, changes, allow_sensitive=args.allow_sensitive)
 
+    def numbered(taken: int) -> None:
+        nonlocal turn
+        turn = taken
+
     cancel = threading.Event()
     try:
         outcome = session.run(
-            request, StderrStream(), cancel, apply, ask_on_terminal, prompt_on_terminal
+            request,
+            StderrStream(),
+            cancel,
+            apply,
+            ask_on_terminal,
+            prompt_on_terminal,
+            on_turn=numbered,
         )
     except (KeyboardInterrupt, Cancelled):
         cancel.set()

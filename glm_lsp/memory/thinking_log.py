@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from glm_lsp import state_files
+from glm_lsp.memory.conversation_lock import ConversationLock
 from glm_lsp.state_files import prepare_state_dir
 from glm_lsp.wire.converter import converter
 from glm_lsp.wire.records import ChangeRecord, LogRecord, Stats, now
@@ -62,6 +63,7 @@ class ThinkingLog:
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
         self.path = state_dir / LOG_FILE
+        self.lock = ConversationLock(state_dir)  # whoever writes the log holds it, any process
         self._warned = False
 
     def records(self) -> list[dict[str, Any]]:
@@ -76,23 +78,29 @@ class ThinkingLog:
         return read_records(self.path).warnings
 
     def next_turn(self) -> int:
+        """The next turn as the log stands now; a request's own turn is numbered while it holds
+        the conversation (Session.run's on_turn), since another process may log one first."""
         return max((int(r.get("turn", 0)) for r in self.records()), default=0) + 1
 
     def append(self, record: dict[str, Any]) -> None:
         """Append one request; a torn tail left by a crash is cut off first so lines stay whole."""
         prepare_state_dir(self.state_dir)
         line = json.dumps(record, ensure_ascii=False) + "\n"
-        valid = read_records(self.path).valid_bytes
-        state_files.append(self.path, line.encode("utf-8"), keep=valid)
+        with self.lock.hold():  # else another writer's line could be cut as a torn tail
+            valid = read_records(self.path).valid_bytes
+            state_files.append(self.path, line.encode("utf-8"), keep=valid)
 
     def archive(self) -> str | None:
         """glm.thinking.reset: move the log aside; the next request starts a fresh conversation."""
         if not state_files.check_path(self.path, want_dir=False):
             return None
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-        target = self.path.with_name(f"thinking-{stamp}.jsonl")
-        os.replace(self.path, target)
-        return str(target)
+        with self.lock.hold():  # not in the middle of another process's request
+            if not state_files.check_path(self.path, want_dir=False):
+                return None
+            stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+            target = self.path.with_name(f"thinking-{stamp}.jsonl")
+            os.replace(self.path, target)
+            return str(target)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return iter(self.records())

@@ -64,8 +64,11 @@ async def run_agent(
                 "progress", "attaching to the glm-lsp host" if on_host else "loading the model"
             )
         session = folder.ensure_session(ls.settings)
-        job.turn = session.log.next_turn()
-        return session.run(request, relay.sink, job.cancel, apply, ask, prompt)
+
+        def numbered(turn: int) -> None:  # under the conversation's lock: the turn it logs
+            job.turn = turn
+
+        return session.run(request, relay.sink, job.cancel, apply, ask, prompt, on_turn=numbered)
 
     end_message = "cancelled"
     try:
