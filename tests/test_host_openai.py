@@ -27,6 +27,7 @@ from openai import AuthenticationError, BadRequestError, NotFoundError, OpenAI
 
 from glm_lsp.glm.parse import tool_call_text
 from glm_lsp.host.openai_prefix import PrefixPool
+from glm_lsp.host.openai_response import Shaper
 
 READ_FILE = {
     "type": "function",
@@ -220,8 +221,8 @@ def test_tools_stream_as_tool_calls_and_their_result_continues_the_cache(host: H
 
 
 def test_two_conversations_keep_their_own_caches(host: Host) -> None:
-    """Two agents with one system prompt: the second takes its own slot instead of cutting the
-    first's history down to what they share, so the first continues from its whole cache."""
+    """Two agents with one system prompt: the second takes its own slot, starting from a copy of
+    the KV of the system prompt they share, and the first continues from its whole cache."""
     client = host.client()
     system = {"role": "system", "content": "You are a careful coding agent. " * 8}
     a = [system, {"role": "user", "content": "Task one."}]
@@ -233,6 +234,10 @@ def test_two_conversations_keep_their_own_caches(host: Host) -> None:
         extra_body={"chat_template_kwargs": {"enable_thinking": False}},
     )
     assert other.choices[0].message.content == "Two, without thinking."
+    assert first.usage is not None and other.usage is not None
+    assert other.usage.prompt_tokens_details is not None
+    shared = other.usage.prompt_tokens_details.cached_tokens  # copied from the first's slot
+    assert 0 < shared < other.usage.prompt_tokens
     assert getattr(other.choices[0].message, "reasoning_content", None) is None
     a += [
         {"role": "assistant", "content": "One.", "reasoning_content": "First."},
@@ -240,7 +245,7 @@ def test_two_conversations_keep_their_own_caches(host: Host) -> None:
     ]
     again = client.chat.completions.create(model=str(host.model), messages=a)  # type: ignore[arg-type]
     assert again.choices[0].message.content == "Three."
-    assert first.usage is not None and again.usage is not None
+    assert again.usage is not None
     assert again.usage.prompt_tokens_details is not None
     assert again.usage.prompt_tokens_details.cached_tokens == (
         first.usage.prompt_tokens + first.usage.completion_tokens
@@ -261,6 +266,59 @@ def test_a_prompt_goes_to_the_slot_it_extends_else_the_least_recently_used(
     assert pool.pick(system + "<|user|>Task three.<|assistant|>", histories) == 2  # the empty one
     pool.used = {0: 2, 1: 1, 2: 3}
     assert pool.pick(system + "<|user|>Task three.<|assistant|>", [one, two, "x"]) == 1  # LRU
+
+
+def test_a_copied_prefix_generates_what_a_recomputed_one_does(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """The KV a new conversation copies from another slot is the KV the model computes for that
+    text: greedy decoding from the copy and from scratch give the same tokens."""
+    import threading
+
+    from glm_lsp.glm import render_prompt
+    from glm_lsp.host.engine import Engine
+    from glm_lsp.runtime.base import CompletionRequest
+    from glm_lsp.runtime.mlx import MLXModel
+
+    model, engine = MLXModel(str(tiny_model_dir)), Engine()
+    pool = PrefixPool(engine, root=tmp_path)
+    system = {"role": "system", "content": "You review Python code and answer briefly. " * 6}
+
+    def run(conv: Any, prompt: str) -> Any:
+        request = CompletionRequest(prompt=prompt, max_tokens=12, temperature=0.0)
+        return conv.complete(request, lambda _piece: None, threading.Event())
+
+    try:
+        first = render_prompt([system, {"role": "user", "content": "Is a.py fine?"}])
+        run(pool.choose(model, first), first)
+        second = render_prompt([system, {"role": "user", "content": "And b.py?"}])
+        copied = run(pool.choose(model, second), second)
+        fresh = run(model.conversation(), second)
+    finally:
+        engine.executor.shutdown()
+    assert 0 < copied.stats.reusedTokens < copied.stats.promptTokens
+    assert fresh.stats.reusedTokens == 0
+    assert copied.text == fresh.text and copied.stats.generatedTokens == 12
+    assert len(engine.conversations) == 2  # the first kept its slot
+
+
+def test_a_call_the_tools_reject_still_reaches_the_harness_and_a_broken_one_stays_text() -> None:
+    shaper = Shaper([READ_FILE])
+    text = (
+        "Hm.</think>"
+        + tool_call_text("write_file", {"path": "b.py", "size": 3})  # not one of the tools
+        + "<tool_call><arg_key>x</arg_key></tool_call>"  # no name: not a call at all
+    )
+    for piece in (text[:7], text[7:30], text[30:]):  # split anywhere, inside tags too
+        shaper.feed(piece)
+    shaper.finish()
+    message = shaper.message()
+    assert message["reasoning_content"] == "Hm."
+    assert message["content"] == "<tool_call><arg_key>x</arg_key></tool_call>"
+    [call] = message["tool_calls"]
+    assert call["function"]["name"] == "write_file"
+    assert json.loads(call["function"]["arguments"]) == {"path": "b.py", "size": 3}
+    assert shaper.finish_reason("stop") == "tool_calls"
 
 
 def test_a_client_that_hangs_up_frees_the_model(host: Host) -> None:

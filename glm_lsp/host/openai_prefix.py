@@ -3,14 +3,13 @@ token history its prompt extends.
 
 A Chat Completions client sends the whole conversation each time, with no id to tell two apart, so
 the prompt itself says where it belongs: the slot whose history the prompt extends (an agent loop),
-else one it differs from only in the last answer (a retry), else the least recently used slot, so
-that another conversation or an unrelated request (a title, a summary) does not cut a conversation's
-cache down to the system prompt they share.
+else one it differs from only in the last answer (a retry), else the least recently used slot.
+Another conversation, or a side request (a title, a summary), so never cuts a conversation's cache
+down to the system prompt they share; it starts from a copy of that shared KV instead.
 Slots are engine conversations like the front-ends' (hostCacheGB and keepAlive apply, the host
 saves them when it stops) and persist under the user's state; after a restart their histories are
 read from the saved caches' metadata, without loading the arrays, the first time a request needs
-to choose.
-"""
+to choose."""
 
 from __future__ import annotations
 
@@ -19,12 +18,17 @@ import json
 import logging
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import mlx.core as mx
+from mlx_lm.models.cache import KVCache, make_prompt_cache
+
 from glm_lsp import state_files
-from glm_lsp.glm.format import ASSISTANT, USER
+from glm_lsp.glm.format import ASSISTANT, OBSERVATION, SYSTEM, USER
 from glm_lsp.host.engine import Engine
+from glm_lsp.runtime.history import TokenHistory
 from glm_lsp.runtime.mlx import CACHE_FILE, MLXConversation, MLXModel
 
 log = logging.getLogger(__name__)
@@ -51,6 +55,38 @@ def last_answer(history: str) -> int:
     shares the system prompt and tools."""
     last_user = history.rfind(USER, 0, len(history) - len(USER))  # not the stop token at the end
     return history.find(ASSISTANT, last_user + 1)
+
+
+def continues(prompt: str, history: str) -> bool:
+    """Whether `prompt` is the conversation `history` holds: it extends it, or differs from it
+    only after its last answer began."""
+    if not history:
+        return False
+    return prompt.startswith(history) or common_prefix(prompt, history) > last_answer(history) >= 0
+
+
+def shared_history(
+    history: TokenHistory, shared: str, encode: Callable[[str], list[int]]
+) -> TokenHistory | None:
+    """The part of `history` that holds `shared` up to its last message start: whole segments,
+    then the rest of that text when the history tokenised it alike (it ends before a special
+    token, so it does). None when nothing of it can be kept."""
+    cut = max(shared.rfind(tag) for tag in (SYSTEM, USER, ASSISTANT, OBSERVATION))
+    segments, text_at, token_at = [], 0, 0
+    for text, count in history.segments:
+        if text_at + len(text) > cut:
+            break
+        segments.append((text, count))
+        text_at, token_at = text_at + len(text), token_at + count
+    rest = shared[text_at:cut] if cut > text_at else ""
+    if rest:
+        tokens = encode(rest)
+        if history.tokens[token_at : token_at + len(tokens)] == tokens:
+            segments.append((rest, len(tokens)))
+            token_at += len(tokens)
+    if token_at == 0:
+        return None
+    return TokenHistory(tokens=history.tokens[:token_at], segments=segments)
 
 
 @dataclass
@@ -125,7 +161,8 @@ class PrefixPool:
 
     def choose(self, model: MLXModel, prompt: str) -> MLXConversation:
         """The slot's conversation that `prompt` should continue (see the module's docstring)."""
-        slot = self.pick(prompt, [self.history(model, s) for s in range(self.slots)])
+        histories = [self.history(model, s) for s in range(self.slots)]
+        slot = self.pick(prompt, histories)
         self.used[slot] = next(self.clock)
         folder = self.folder(slot)
 
@@ -133,16 +170,47 @@ class PrefixPool:
             state_files.private_dir(folder, top=state_files.user_state_home())
             return model.conversation(state_dir=folder, persist=True)
 
-        return self.engine.conversation(self._key(model, slot), model, make)
+        conv = self.engine.conversation(self._key(model, slot), model, make)
+        if not continues(prompt, histories[slot]):
+            self._seed(conv, model, prompt, histories, slot)
+        return conv
+
+    def _seed(
+        self,
+        conv: MLXConversation,
+        model: MLXModel,
+        prompt: str,
+        histories: list[str],
+        slot: int,
+    ) -> None:
+        """A new conversation starts from another slot's KV for the messages they share (the
+        system prompt and tools an agent sends every time), copied, so that slot keeps its own."""
+        own = common_prefix(prompt, histories[slot])
+        shared = [(common_prefix(prompt, h), s) for s, h in enumerate(histories) if s != slot]
+        common, donor = max(shared, default=(0, slot))
+        source = self.engine.conversations.get(self._key(model, donor))
+        if common <= own or source is None or source.m is not model or source.cache is None:
+            return  # copied only from memory: reading a cache from disk is the costly part
+        if not all(type(c) is KVCache for c in source.cache):
+            return  # a quantized cache: recomputed rather than sliced
+        history = shared_history(source.history, prompt[:common], model.encode)
+        if history is None:
+            return
+        n = len(history)
+        cache = make_prompt_cache(model.model)
+        for mine, theirs in zip(cache, source.cache, strict=True):
+            mine.keys = mx.contiguous(theirs.keys[..., :n, :])
+            mine.values = mx.contiguous(theirs.values[..., :n, :])
+            mine.offset = n
+        mx.eval([a for c in cache for a in (c.keys, c.values)])
+        conv.cache, conv.history = cache, history
 
     def pick(self, prompt: str, histories: list[str]) -> int:
         extends = [s for s, h in enumerate(histories) if h and prompt.startswith(h)]
         if extends:
             return max(extends, key=lambda s: len(histories[s]))
         same = [
-            (common, s)
-            for s, h in enumerate(histories)
-            if h and (common := common_prefix(prompt, h)) > last_answer(h) >= 0
+            (common_prefix(prompt, h), s) for s, h in enumerate(histories) if continues(prompt, h)
         ]
         if same:  # the last answer again, or its reasoning left out: reuse all before it
             return max(same)[1]
