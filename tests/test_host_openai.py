@@ -23,10 +23,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from openai import AuthenticationError, BadRequestError, NotFoundError, OpenAI
 
+from glm_lsp.glm import render_prompt
 from glm_lsp.glm.parse import tool_call_text
 from glm_lsp.host.openai_prefix import PrefixPool
+from glm_lsp.host.openai_request import WireError, parse_request
 from glm_lsp.host.openai_response import Shaper
 
 READ_FILE = {
@@ -275,7 +279,6 @@ def test_a_copied_prefix_generates_what_a_recomputed_one_does(
     text: greedy decoding from the copy and from scratch give the same tokens."""
     import threading
 
-    from glm_lsp.glm import render_prompt
     from glm_lsp.host.engine import Engine
     from glm_lsp.runtime.base import CompletionRequest
     from glm_lsp.runtime.mlx import MLXModel
@@ -434,6 +437,65 @@ def test_malformed_bodies_get_400_naming_the_field(host: Host) -> None:
         client.chat.completions.create(model="gpt-4o", messages=[user])  # type: ignore[list-item]
     assert missing.value.body["param"] == "model"  # type: ignore[index]
     assert str(host.model) in missing.value.message  # it says which model to use
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+_text = st.text(max_size=12)
+_parts = st.lists(st.fixed_dictionaries({"type": st.just("text"), "text": _text}), max_size=2)
+_call = st.fixed_dictionaries(
+    {
+        "function": st.fixed_dictionaries(
+            {
+                "name": st.text(min_size=1, max_size=6) | _json,
+                "arguments": st.just('{"a": 1}') | st.just("") | _json,
+            }
+        )
+    }
+)
+_message = st.fixed_dictionaries(  # mostly valid, so that rendering is exercised too
+    {
+        "role": st.sampled_from(["system", "developer", "user", "assistant", "tool", "robot"]),
+        "content": st.one_of(_text, _text, _parts, st.none(), _json),
+    },
+    optional={"reasoning_content": _text | _json, "tool_calls": st.lists(_call, max_size=2)},
+)
+_tool = st.fixed_dictionaries(
+    {
+        "type": st.just("function"),
+        "function": st.fixed_dictionaries(
+            {"name": st.text(min_size=1, max_size=6), "parameters": _json}
+        ),
+    }
+)
+_body = st.fixed_dictionaries(
+    {"messages": st.one_of(st.lists(_message, min_size=1, max_size=4), _json)},
+    optional={
+        "tools": st.lists(_tool | _json, max_size=2),
+        "stream": st.booleans() | _json,
+        "max_tokens": st.integers(min_value=1) | _json,
+        "temperature": st.floats(0, 2) | _json,
+        "chat_template_kwargs": st.dictionaries(
+            st.sampled_from(["enable_thinking", "clear_thinking"]), st.booleans() | _json
+        ),
+    },
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_body)
+def test_any_body_is_refused_naming_a_field_or_renders(body: dict[str, Any]) -> None:
+    try:
+        chat = parse_request(json.dumps(body).encode(), "m")
+    except WireError as exc:
+        assert str(exc) and exc.status == 400
+        return
+    render_prompt(chat.messages, chat.tools, enable_thinking=chat.enable_thinking)
 
 
 def test_a_restart_keeps_the_prefix(host: Host) -> None:

@@ -55,7 +55,7 @@ def parse_request(raw: bytes, default_model: str) -> ChatRequest:
     """The body of POST /v1/chat/completions, checked; WireError names the first bad field."""
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise WireError(
             f"the request body is not valid JSON ({exc}); send a JSON object",
             None,
@@ -71,9 +71,9 @@ def parse_request(raw: bytes, default_model: str) -> ChatRequest:
     chat.stream = _typed(body, "stream", bool, False)
     options = _typed(body, "stream_options", dict, None) or {}
     chat.include_usage = _typed(options, "include_usage", bool, False, "stream_options.")
-    limit = body.get("max_completion_tokens", body.get("max_tokens"))
-    name = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
-    if limit is not None:
+    given = [k for k in ("max_completion_tokens", "max_tokens") if body.get(k) is not None]
+    if given:  # the newer name wins, as OpenAI's does
+        name, limit = given[0], body[given[0]]
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             raise WireError(f"'{name}' must be a positive integer", name, code="invalid_type")
         chat.max_tokens = limit
