@@ -170,6 +170,7 @@ class Engine:
         for gen in [*self.pending, *([self.running] if self.running else [])]:
             gen.cancel.set()
         self.executor.submit(self._save_all).result()
+        self.executor.submit(_clear_streams).result()
         self.executor.shutdown(wait=True)
 
     # -- the generation thread ----------------------------------------------------------------
@@ -273,6 +274,15 @@ class Engine:
 
         mx.clear_cache()
         log.info("keepAlive: unloaded the models after %.0f s without a request", self.idle_for())
+
+
+def _clear_streams() -> None:
+    """The generation thread's MLX streams (mlx_lm's generation_stream is thread-local) are
+    destroyed here, before the thread ends: left to the thread's own teardown they sometimes abort
+    the process as it exits ("terminate called without an active exception", mlx#3126)."""
+    import mlx.core as mx
+
+    mx.clear_streams()
 
 
 def load_with_progress(name: str, on_status: OnStatus) -> MLXModel:
