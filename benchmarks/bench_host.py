@@ -6,15 +6,21 @@
   copy of the model and the workspace's KV from disk. Each side has its own workspace, warmed by
   one request first; interleaved rounds, median. The "larger" model (hidden 512, 4 layers, 8-bit).
 - `host_attach_ms`: of that, the attach itself (connect, token, hello) measured in-process.
-- `host_decode_ratio`: client-side decode rate (streamed pieces over the time from the first to
-  the last) through the host (another process, its socket) over the same completion run
+- `host_decode_ratio`: client-side decode rate (generated tokens over the time from the first
+  streamed text to the completion's return) through the host (another process, its socket) over the same completion run
   in-process on the same model; tiny model, where a per-token overhead shows most. Target >= 0.97.
+
+- `host_restart_prefill_fraction`: the first request after a host restart through its OpenAI
+  endpoint (a follow-up to a conversation the host answered before the restart): prefilled /
+  prompt tokens, from its `usage`. Anchor: `mlx_lm.server`, warmed with the same first request,
+  restarted, sent the same follow-up. The larger model; scripted replies on the host.
 
 Everything runs in a private $XDG_RUNTIME_DIR, and the host is stopped at the end.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import statistics
@@ -23,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -119,10 +126,11 @@ def _attach_ms(runtime: Path) -> float:
 
 
 def _decode_rate(complete: Any) -> float:
-    """Pieces per second between the first and the last streamed piece, client side."""
+    """Generated tokens per second from the first streamed text to the completion's return,
+    client side (the host sends text in batches, so pieces are not tokens)."""
     stamps: list[float] = []
-    complete(lambda _piece: stamps.append(time.perf_counter()))
-    return (len(stamps) - 1) / (stamps[-1] - stamps[0])
+    completion = complete(lambda _piece: stamps.append(time.perf_counter()))
+    return (completion.stats.generatedTokens - 1) / (time.perf_counter() - stamps[0])
 
 
 def decode_overhead(rounds: int) -> dict[str, Any]:
@@ -162,8 +170,8 @@ def decode_overhead(rounds: int) -> dict[str, Any]:
     ratios = [h / loc for h, loc in zip(hosted, local, strict=True)]
     return {
         "host_decode_ratio": round(statistics.median(ratios), 4),
-        "host_pieces_per_s": round(statistics.median(hosted), 1),
-        "in_process_pieces_per_s": round(statistics.median(local), 1),
+        "host_tokens_per_s": round(statistics.median(hosted), 1),
+        "in_process_tokens_per_s": round(statistics.median(local), 1),
         "round_ratios": [round(r, 4) for r in ratios],
     }
 
@@ -181,11 +189,96 @@ class _Once:
         pass
 
 
+def _post(url: str, body: dict[str, Any], token: str | None = None) -> dict[str, Any]:
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers)
+    with urllib.request.urlopen(request, timeout=900) as response:
+        return json.load(response)
+
+
+def openai_restart() -> dict[str, Any]:
+    from benchmarks.common import MlxServer, cached_tokens
+    from glm_lsp.agent.prompts import SYSTEM_PROMPT
+    from glm_lsp.glm.tool_schemas import TOOLS
+
+    model = ensure_tiny_model(MODEL_CACHE, hidden=512, layers=4)
+    work = Path(tempfile.mkdtemp(prefix="glm-bench-host-openai-"))
+    runtime = work / "run"
+    runtime.mkdir(mode=0o700)
+    env = _env(runtime, True) | {"XDG_STATE_HOME": str(work / "state")}
+    replies = work / "replies.json"
+    replies.write_text(json.dumps(["I look at the module.</think>A is 1."]))
+    first = {
+        "model": str(model),
+        "messages": [
+            {"role": "system", "content": SYSTEM_PROMPT},
+            {"role": "user", "content": "What is A in pkg/a.py?"},
+        ],
+        "tools": TOOLS,
+        "max_tokens": 64,
+    }
+    glm = [sys.executable, "-m", "glm_lsp.cli"]
+    start = [*glm, "host", "start", "--model", str(model), "--openai-port", "0"]
+    start += ["--scripted-replies", str(replies)]
+
+    def follow_up(answer: dict[str, Any]) -> dict[str, Any]:
+        assistant = {"role": "assistant", "content": answer.get("content") or ""}
+        if answer.get("reasoning_content"):
+            assistant["reasoning_content"] = answer["reasoning_content"]
+        messages = [*first["messages"], assistant, {"role": "user", "content": "And B?"}]
+        return {**first, "messages": messages}
+
+    progress("host: OpenAI endpoint, a conversation, a host restart, its follow-up")
+    try:
+        subprocess.run(start, env=env, check=True, capture_output=True, timeout=600)
+        url, token = _endpoint(runtime, env)
+        answer = _post(f"{url}/chat/completions", first, token)["choices"][0]["message"]
+        second = follow_up(answer)
+        subprocess.run(
+            [*glm, "host", "stop"], env=env, check=True, capture_output=True, timeout=600
+        )
+        subprocess.run(start, env=env, check=True, capture_output=True, timeout=600)
+        url, token = _endpoint(runtime, env)
+        usage = _post(f"{url}/chat/completions", second, token)["usage"]
+    finally:
+        subprocess.run(
+            [*glm, "host", "stop"], env=env, capture_output=True, timeout=600, check=False
+        )
+    glm_prompt, glm_cached = usage["prompt_tokens"], cached_tokens(usage)
+    progress("host: the same through mlx_lm.server, restarted between the two requests")
+    with MlxServer(model) as server:
+        server.chat(first)
+    with MlxServer(model) as server:
+        anchor = server.chat(second)["usage"]
+    shutil.rmtree(work, ignore_errors=True)
+    return {
+        "host_restart_prefill_fraction": round((glm_prompt - glm_cached) / glm_prompt, 4),
+        "mlx_server_restart_prefill_fraction": round(
+            (anchor["prompt_tokens"] - cached_tokens(anchor)) / anchor["prompt_tokens"], 4
+        ),
+        "host_restart_usage": usage,
+        "mlx_server_restart_usage": anchor,
+    }
+
+
+def _endpoint(runtime: Path, env: dict[str, str]) -> tuple[str, str]:
+    info = json.loads((runtime / "glm-lsp" / "host.json").read_text())
+    token = subprocess.run(
+        [sys.executable, "-m", "glm_lsp.cli", "host", "token"],
+        env=env, capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    return info["openai"], token
+
+
 def measure(rounds: int = 5) -> dict[str, Any]:
-    return {**second_frontend(max(rounds // 2, 2)), **decode_overhead(rounds)}
+    return {
+        **second_frontend(max(rounds // 2, 2)),
+        **decode_overhead(rounds),
+        **openai_restart(),
+    }
 
 
 if __name__ == "__main__":
-    import json
-
     print(json.dumps(measure(), indent=1))

@@ -134,7 +134,14 @@ METRICS = [
     ),
     Metric("spec_edit_passes_per_token", "speculative", "passes/token", "off", "(report)"),
     Metric("spec_write_passes_per_token", "speculative", "passes/token", "off", "(report)"),
-]
+    # issue 26: the per-user host
+    Metric("host_second_ttft_s", "host", "s", "own model load (--no-host)", "< anchor",
+           None, lambda v, a, r: a is not None and v < a),
+    Metric("host_attach_ms", "host", "ms", "", "< 1000 ms", 1000, lambda v, a, r: v < 1000),
+    Metric("host_decode_ratio", "host", "ratio", "in-process", ">= 0.97", 0.97, at_least(0.97)),
+    Metric("host_restart_prefill_fraction", "host", "prefilled / prompt", "mlx_lm.server",
+           "<= 0.10", 0.10, lambda v, a, r: v <= 0.10),
+]  # fmt: skip
 # results.json keys that are anchors of another row (the issue names them as keys too)
 ANCHOR_KEYS = {"wasted_prefill_glm": "wasted_prefill_mlx_server"}
 
@@ -271,6 +278,20 @@ def stage_speculative(ctx: Context) -> Result:
     return values, anchors, r
 
 
+def stage_host(ctx: Context) -> Result:
+    from benchmarks import bench_host
+
+    r = bench_host.measure(rounds=3 if ctx.quick else 5)
+    values = {k: r[k] for k in ("host_second_ttft_s", "host_attach_ms", "host_decode_ratio")}
+    values["host_restart_prefill_fraction"] = r["host_restart_prefill_fraction"]
+    anchors = {
+        "host_second_ttft_s": r["own_load_ttft_s"],
+        "host_decode_ratio": 1.0,
+        "host_restart_prefill_fraction": r["mlx_server_restart_prefill_fraction"],
+    }
+    return values, anchors, r
+
+
 # Cheap, token-count stages first; the session is shared by wasted_prefill and restart.
 STAGES: dict[str, Callable[[Context], Result]] = {
     "wasted_prefill": stage_wasted,
@@ -282,6 +303,7 @@ STAGES: dict[str, Callable[[Context], Result]] = {
     "kv8": stage_kv8,
     "ttft": stage_ttft,
     "speculative": stage_speculative,
+    "host": stage_host,
 }
 
 

@@ -137,6 +137,28 @@ async def test_a_restarted_language_server_finds_the_model_loaded_and_its_kv_war
     assert ready_s < 30  # a Python start-up, not a model load (the benchmark measures it)
 
 
+async def test_two_language_servers_on_one_workspace_keep_one_coherent_conversation(
+    host_env: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    root = workspace(tmp_path, "ws")
+    async with (
+        server(tmp_path, tiny_model_dir, [ANSWER], root=root) as (one, _r1, _root1),
+        server(tmp_path, tiny_model_dir, ["It is still 1."], root=root) as (two, _r2, _root2),
+    ):
+        first, second = await asyncio.gather(
+            command(one, "glm.ask", {"question": "What is A?"}),
+            command(two, "glm.ask", {"question": "Is it still?"}),
+        )
+    assert sorted([first["turn"], second["turn"]]) == [1, 2]  # each request its own turn
+    lines = (root / ".glm-lsp" / "thinking.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [r["turn"] for r in records] == [1, 2]
+    # The later request continued the earlier one's conversation, in the host's one KV cache.
+    earlier, later = status()["recent"][-2:]
+    assert later["reusedTokens"] >= earlier["promptTokens"] + earlier["generatedTokens"] - 1
+    assert loads() == [1]
+
+
 async def test_a_cancel_frees_the_model_at_once_for_another_client_waiting_its_turn(
     host_env: Path, tiny_model_dir: Path, tmp_path: Path
 ) -> None:

@@ -11,6 +11,7 @@ import logging
 import os
 import secrets
 import signal
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -37,14 +38,38 @@ class Connection:
         self.writer, self.client, self.pid = writer, client, pid
         self.inflight: dict[Any, Generation] = {}
         self.loop = asyncio.get_running_loop()
+        self.lock = threading.Lock()
+        self.outbox: list[dict[str, Any]] = []
+        self.flush_pending = False
 
     def send(self, message: dict[str, Any]) -> None:
-        """From any thread: queued on the loop, written in order."""
-        self.loop.call_soon_threadsafe(self._write, message)
+        """From any thread: queued and written in order. The generation thread sends a message
+        per token, so they are batched: one wake-up of the loop and one write per batch, and
+        neighbouring text of one request joined (the per-token cost stays off the decode)."""
+        with self.lock:
+            self.outbox.append(message)
+            if self.flush_pending:
+                return
+            self.flush_pending = True
+        self.loop.call_soon_threadsafe(self._flush)
 
-    def _write(self, message: dict[str, Any]) -> None:
+    def _flush(self) -> None:
+        with self.lock:
+            batch, self.outbox, self.flush_pending = self.outbox, [], False
+        joined: list[dict[str, Any]] = []
+        for message in batch:
+            last = joined[-1] if joined else None
+            if (
+                last is not None
+                and "text" in message
+                and "text" in last
+                and last["id"] == message["id"]
+            ):
+                joined[-1] = {**last, "text": last["text"] + message["text"]}
+            else:
+                joined.append(message)
         if not self.writer.is_closing():
-            self.writer.write(encode(message))
+            self.writer.write(b"".join(encode(m) for m in joined))
 
 
 class HostServer:

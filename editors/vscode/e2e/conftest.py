@@ -224,6 +224,12 @@ def vscode(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workbench]:
     base += ["--extensions-dir", str(extensions)]
     subprocess.run([*base, "--install-extension", vsix], check=True, timeout=120)
 
+    # The server attaches to the per-user host (the default): this run's own, in its own runtime
+    # dir, so it never meets the user's host, and stopped at the end.
+    runtime = tmp / "run"
+    runtime.mkdir(mode=0o700)
+    os.environ["XDG_RUNTIME_DIR"] = str(runtime)
+    os.environ.pop("GLM_LSP_HOST", None)
     port = free_port()
     log = log_path.open("w")
     serve = ["--auth", "none", "--bind-addr", f"127.0.0.1:{port}", "--disable-telemetry"]
@@ -270,6 +276,7 @@ def vscode(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workbench]:
                 server.wait(20)
             except subprocess.TimeoutExpired:
                 server.kill()
+            subprocess.run([python, "-m", "glm_lsp.cli", "host", "stop"], timeout=60, check=False)
             log.close()
             if failed:
                 shutil.copy(log_path, ARTIFACTS / "code-server.log")
