@@ -136,6 +136,7 @@ def _decode_rate(complete: Any) -> float:
 def decode_overhead(rounds: int) -> dict[str, Any]:
     from glm_lsp.config import Settings
     from glm_lsp.host.client import HostBackend
+    from glm_lsp.host.engine import OneReply
     from glm_lsp.runtime.base import CompletionRequest
     from glm_lsp.runtime.mlx import MLXModel
 
@@ -154,12 +155,12 @@ def decode_overhead(rounds: int) -> dict[str, Any]:
         for _ in range(rounds + 1):  # the first round warms both up and is dropped
             request = CompletionRequest(prompt=PROMPT_TEXT, max_tokens=1000)
             cancel = threading.Event()
-            hosted_backend.scripted = _Once(REPLY)
+            hosted_backend.scripted = OneReply(REPLY)
             hosted.append(
                 _decode_rate(lambda on, r=request, c=cancel: hosted_backend.complete(r, on, c))
             )
             conv = local_model.conversation(persist=False, speculative=False)
-            conv.scripted = _Once(REPLY)
+            conv.scripted = OneReply(REPLY)
             local.append(_decode_rate(lambda on, v=conv, r=request, c=cancel: v.complete(r, on, c)))
         hosted, local = hosted[1:], local[1:]
     finally:
@@ -174,19 +175,6 @@ def decode_overhead(rounds: int) -> dict[str, Any]:
         "in_process_tokens_per_s": round(statistics.median(local), 1),
         "round_ratios": [round(r, 4) for r in ratios],
     }
-
-
-class _Once:
-    """A scripted reply for one completion (the shape ScriptedReplies has)."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def next(self) -> str:
-        return self.text
-
-    def unread(self) -> None:
-        pass
 
 
 def _post(url: str, body: dict[str, Any], token: str | None = None) -> dict[str, Any]:

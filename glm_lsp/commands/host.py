@@ -49,12 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="script the OpenAI endpoint's replies (tests)",
     )
-    start.add_argument(
-        "--distributed",
-        choices=("pipeline", "tensor"),
-        default=None,
-        help="the host is rank 0 of an mlx.launch (see the README's Two Macs)",
-    )
+    from glm_lsp.cli import add_distributed_flag  # the host can be rank 0 of a launch
+
+    add_distributed_flag(start)
     sub.add_parser("stop", help="stop the host (it saves every KV cache first)")
     status = sub.add_parser("status", help="what the host holds and has done")
     status.add_argument("--json", action="store_true")
