@@ -81,26 +81,33 @@ def progress_messages(client: Any) -> list[tuple[str, int | None]]:
 async def test_lsp_acp_and_two_runs_share_one_host_that_loads_the_model_once(
     host_env: Path, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
-    # Two `glm-lsp run` at once with no host running: one starts it, the other attaches.
-    runs = [
-        start_run(tmp_path, tiny_model_dir, workspace(tmp_path, f"run{i}"), [ANSWER])
-        for i in (1, 2)
-    ]
-    lsp_root = workspace(tmp_path, "lsp")
-    async with server(tmp_path, tiny_model_dir, [ANSWER], root=lsp_root) as (client, _rec, _root):
-        result = await command(client, "glm.ask", {"question": "What is A?"})
-        assert result["text"] == "It sets A to 1."
-        acp_replies = write_replies(tmp_path / "acp.json", [THOUGHT])
-        acp_client = RecordingClient()
-        async with acp_agent(acp_client, acp_command(tiny_model_dir, acp_replies)) as (conn, _, _p):
-            session = await conn.new_session(cwd=str(workspace(tmp_path, "acp")), mcp_servers=[])
-            reply = await conn.prompt(
-                session_id=session.session_id, prompt=[text_block("What is A?")]
-            )
-            assert reply.stop_reason == "end_turn"
-            assert acp_client.messages() == "It sets A to 1."
+    # The ACP agent is first: it starts the host, and its panel shows the model loading.
+    acp_replies = write_replies(tmp_path / "acp.json", [THOUGHT])
+    acp_client = RecordingClient()
+    async with acp_agent(acp_client, acp_command(tiny_model_dir, acp_replies)) as (conn, _, _p):
+        session = await conn.new_session(cwd=str(workspace(tmp_path, "acp")), mcp_servers=[])
+        reply = await conn.prompt(session_id=session.session_id, prompt=[text_block("What is A?")])
+        assert reply.stop_reason == "end_turn"
+        assert acp_client.messages() == "It sets A to 1."
+        (loading,) = [u for u in acp_client.of_kind("tool_call") if u.title.startswith("Loading")]
+        closing = [
+            u
+            for u in acp_client.of_kind("tool_call_update")
+            if u.tool_call_id == loading.tool_call_id
+        ]
+        assert closing[-1].status == "completed"  # when generation started
+        assert any((u.title or "").endswith("(100%)") for u in closing)
+        # Then two `glm-lsp run` at once and a language server: they attach, none loads.
+        runs = [
+            start_run(tmp_path, tiny_model_dir, workspace(tmp_path, f"run{i}"), [ANSWER])
+            for i in (1, 2)
+        ]
+        lsp_root = workspace(tmp_path, "lsp")
+        async with server(tmp_path, tiny_model_dir, [ANSWER], root=lsp_root) as (client, _r, _w):
+            result = await command(client, "glm.ask", {"question": "What is A?"})
+            assert result["text"] == "It sets A to 1."
             during = status()
-            assert during["clients"] >= 2  # this LSP server and this ACP agent, attached now
+            assert during["clients"] >= 2  # this ACP agent and this LSP server, attached now
     for proc in runs:
         code, out, err = finish(proc)
         assert code == 0, err
