@@ -99,19 +99,38 @@ class Settings:
 
     def merged(self, changes: Mapping[str, Any]) -> Settings:
         """A copy with `changes` applied; raises SettingsError on the first bad key or value."""
-        if not changes:
-            return self
-        if "mcpServers" in changes:
+        settings, errors = self.merged_partly(changes)
+        if errors:
+            raise errors[0]
+        return settings
+
+    def merged_partly(self, changes: Mapping[str, Any]) -> tuple[Settings, list[SettingsError]]:
+        """A copy with every good key of `changes` applied, and one error per bad value or
+        unknown key (in the order the changes came): those keys keep their values here, so one
+        mistake does not cost the user every other setting."""
+        good, errors = dict(changes), []
+        if "mcpServers" in good:
             from glm_lsp.mcp.config import McpConfigError, check_setting
 
             try:
-                changes = {**changes, "mcpServers": check_setting(changes["mcpServers"])}
+                good["mcpServers"] = check_setting(good["mcpServers"])
             except McpConfigError as exc:
-                raise SettingsError("mcpServers", f"glm.{exc}") from None
-        try:
-            return converter.structure({**self.to_dict(), **changes}, Settings)
-        except Exception as exc:
-            raise settings_error(exc, changes) from None
+                errors.append(SettingsError("mcpServers", f"glm.{exc}"))
+                del good["mcpServers"]
+        while good:  # each pass drops the keys the converter named; the last names none
+            try:
+                settings = converter.structure({**self.to_dict(), **good}, Settings)
+            except Exception as exc:
+                found = settings_errors(exc, good)
+                named = [e for e in found if e.key in good]
+                errors += named or found
+                if not named:  # nothing to drop: apply none of it rather than guess
+                    break
+                for error in named:
+                    good.pop(error.key, None)
+            else:
+                return settings, _ordered(errors, changes)
+        return self, _ordered(errors, changes)
 
     def state_dir(self, workspace: Path) -> Path:
         """The workspace's state dir; one inside the workspace that this glm-lsp did not create
@@ -169,25 +188,44 @@ def accepts(key: str) -> str:
     return field.metadata.get("accepts") or describe(field.type)
 
 
-def settings_error(exc: Exception, changes: Mapping[str, Any]) -> SettingsError:
-    """The converter's first complaint, in the order the changes came, as one sentence."""
+def settings_errors(exc: Exception, changes: Mapping[str, Any]) -> list[SettingsError]:
+    """Each of the converter's complaints as one sentence naming its key, in the order the
+    changes came."""
     from glm_lsp.wire.converter import problems
 
-    order = {key: i for i, key in enumerate(changes)}
-    found: list[tuple[int, SettingsError]] = []
+    found: list[SettingsError] = []
     for problem in problems(exc, Settings):
-        for key in problem.extra:
-            message = f"unknown setting glm.{key}; known settings: {', '.join(KEYS)}"
-            found.append((order.get(key, len(order)), SettingsError(key, message)))
-        if problem.extra:
+        if problem.extra and not problem.path:
+            for key in problem.extra:
+                message = f"unknown setting glm.{key}; known settings: {', '.join(KEYS)}"
+                found.append(SettingsError(key, message))
             continue
         key = problem.path.split(".")[0].split("[")[0]
-        value = changes.get(key)
-        message = f"glm.{key} is {show(value)}; accepted values: {accepts(key)}"
-        found.append((order.get(key, len(order)), SettingsError(key, message)))
+        if problem.path == key:
+            message = f"glm.{key} is {show(changes.get(key))}; accepted values: {accepts(key)}"
+        else:
+            message = f"{_entry(problem, key, changes.get(key))}; glm.{key} accepts {accepts(key)}"
+        found.append(SettingsError(key, message))
     if not found:
-        return SettingsError("glm", f"glm settings are not accepted: {exc}")
-    return min(found, key=lambda pair: pair[0])[1]
+        return [SettingsError("glm", f"glm settings are not accepted: {exc}")]
+    return _ordered(found, changes)
+
+
+def _entry(problem: Any, key: str, value: Any) -> str:
+    """A problem inside a list setting, naming the entry and showing it so the user finds it:
+    `glm.codeActions[1] ({"label": "Tests"}): instruction is missing; ...`."""
+    index, _, rest = problem.path.removeprefix(key).partition("]")
+    rest = rest.removeprefix(".")
+    if not index.startswith("[") or not rest:
+        return f"glm.{problem.path} {problem.text}"
+    i = int(index[1:])
+    entry = f" ({show(value[i])})" if isinstance(value, list | tuple) and i < len(value) else ""
+    return f"glm.{key}{index}]{entry}: {rest} {problem.text}"
+
+
+def _ordered(errors: list[SettingsError], changes: Mapping[str, Any]) -> list[SettingsError]:
+    order = {key: i for i, key in enumerate(changes)}
+    return sorted(errors, key=lambda e: order.get(e.key, len(order)))
 
 
 def validate(key: str, value: Any) -> Any:

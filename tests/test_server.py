@@ -56,7 +56,7 @@ class Recorder:
 @contextlib.asynccontextmanager
 async def server(
     tmp: Path,
-    model: Path,
+    model: Path | None,
     replies: list[str],
     *,
     root: Path | None = None,
@@ -72,13 +72,13 @@ async def server(
     script = tmp / f"replies-{len(list(tmp.glob('replies-*')))}.json"
     script.write_text(json.dumps(replies))
     config = ClientServerConfig(
+        # model None: no --model flag, so the client's settings choose the model (flags win)
         server_command=[
             sys.executable,
             "-m",
             "glm_lsp.cli",
             "serve",
-            "--model",
-            str(model),
+            *(["--model", str(model)] if model is not None else []),
             "--scripted-replies",
             str(script),
         ],
