@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 import attrs
 
 from glm_lsp.state_files import conversation_state_dir
+from glm_lsp.wire.commands import MAX_TEXT
 from glm_lsp.wire.constraints import Number, Text
 from glm_lsp.wire.converter import converter, describe, show, wire
 
@@ -36,6 +37,40 @@ PositiveInt = Annotated[int, Number(1)]
 # `accepts` gives the words errors and the schema use where the type alone says it badly.
 RUN = {"run": True}
 BACKEND = {"backend": True}
+
+
+Label = Annotated[str, Text(max_len=80, strip=True)]
+Instruction = Annotated[str, Text(max_len=MAX_TEXT, strip=True)]
+
+
+@wire(forbid_extra=True)
+@attrs.frozen
+class CodeActionSetting:
+    """A code action with its instruction written out, offered as "GLM: <label>" for a
+    selection: a client that cannot ask for an instruction runs it whole."""
+
+    label: Label
+    instruction: Instruction
+
+
+DEFAULT_CODE_ACTIONS = (
+    CodeActionSetting("Simplify", "Simplify this code without changing what it does."),
+    CodeActionSetting(
+        "Add docstrings",
+        "Add docstrings (or the language's doc comments) to the functions, classes and methods "
+        "here that lack them, saying what each does; change no code.",
+    ),
+    CodeActionSetting(
+        "Add type hints",
+        "Add type annotations to this code where the language supports them, matching the "
+        "project's style; change no behaviour.",
+    ),
+    CodeActionSetting(
+        "Write tests for this",
+        "Write tests for this code with the project's test framework, in its test layout (a new "
+        "test file if there is none for it), covering the normal cases and the edge cases.",
+    ),
+)
 
 
 @wire(forbid_extra=True)
@@ -96,6 +131,14 @@ class Settings:
     )  # "<server>__<tool>" globs called without asking
     mcpAllowReadOnly: bool = attrs.field(default=False, metadata=RUN)  # readOnlyHint tools
     mcpTimeout: PositiveInt = 60  # seconds for a server to start or a call to answer
+    # Refactors any client can run from its code-action menu, no prompt needed.
+    codeActions: tuple[CodeActionSetting, ...] = attrs.field(
+        default=DEFAULT_CODE_ACTIONS,
+        metadata={
+            "accepts": 'a list of {"label", "instruction"} objects, e.g. '
+            '[{"label": "Simplify", "instruction": "Simplify this code."}]'
+        },
+    )
 
     def merged(self, changes: Mapping[str, Any]) -> Settings:
         """A copy with `changes` applied; raises SettingsError on the first bad key or value."""
@@ -119,7 +162,9 @@ class Settings:
                 del good["mcpServers"]
         while good:  # each pass drops the keys the converter named; the last names none
             try:
-                settings = converter.structure({**self.to_dict(), **good}, Settings)
+                # as on the wire: held values (tuples of models) structure like what clients send
+                plain = converter.unstructure({**self.to_dict(), **good})
+                settings = converter.structure(plain, Settings)
             except Exception as exc:
                 found = settings_errors(exc, good)
                 named = [e for e in found if e.key in good]
@@ -170,6 +215,11 @@ USER_ONLY = frozenset(
         "allowNetwork", "commandEnv", "sandboxHide",
         # MCP servers start programs and send headers; every mcp* setting is user-only
         "mcpServers", "mcpAllow", "mcpAllowReadOnly", "mcpTimeout",
+        # what the model is told on the user's behalf: the menu shows only the label, so a
+        # repository could put any instruction (read .env into a file, ...) under "Simplify",
+        # landing unreviewed with review "direct"; the user's own actions cost a repository
+        # nothing it needs (a `GLM:` comment in the code says an instruction openly)
+        "codeActions",
     }
 )  # fmt: skip
 
@@ -189,11 +239,12 @@ def accepts(key: str) -> str:
 
 
 def settings_errors(exc: Exception, changes: Mapping[str, Any]) -> list[SettingsError]:
-    """Each of the converter's complaints as one sentence naming its key, in the order the
-    changes came."""
+    """The converter's complaints as one sentence per key, in the order the changes came; a
+    list setting's names each bad entry, then what the setting accepts."""
     from glm_lsp.wire.converter import problems
 
     found: list[SettingsError] = []
+    entries: dict[str, list[str]] = {}  # key -> its bad entries, in order
     for problem in problems(exc, Settings):
         if problem.extra and not problem.path:
             for key in problem.extra:
@@ -203,9 +254,11 @@ def settings_errors(exc: Exception, changes: Mapping[str, Any]) -> list[Settings
         key = problem.path.split(".")[0].split("[")[0]
         if problem.path == key:
             message = f"glm.{key} is {show(changes.get(key))}; accepted values: {accepts(key)}"
+            found.append(SettingsError(key, message))
         else:
-            message = f"{_entry(problem, key, changes.get(key))}; glm.{key} accepts {accepts(key)}"
-        found.append(SettingsError(key, message))
+            entries.setdefault(key, []).append(_entry(problem, key, changes.get(key)))
+    for key, parts in entries.items():
+        found.append(SettingsError(key, f"{'; '.join(parts)}; glm.{key} accepts {accepts(key)}"))
     if not found:
         return [SettingsError("glm", f"glm settings are not accepted: {exc}")]
     return _ordered(found, changes)

@@ -90,7 +90,11 @@ class SettingsState:
 
 def _kept(error: SettingsError, settings: Settings) -> str:
     """The error, and the value the key keeps instead (its previous one: at first the default,
-    or the flag's)."""
+    or the flag's); lists and objects by name, as they can be long."""
     if error.key not in KEYS:
         return str(error)
-    return f"{error}; glm.{error.key} stays {show(getattr(settings, error.key))}"
+    value = getattr(settings, error.key)
+    if isinstance(value, str | int | float | None):
+        return f"{error}; glm.{error.key} stays {show(value)}"
+    which = "default" if value == getattr(Settings(), error.key) else "previous value"
+    return f"{error}; glm.{error.key} keeps its {which}"
