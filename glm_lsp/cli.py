@@ -26,6 +26,13 @@ def _parse_value(key: str, raw: str) -> Any:
             raise SettingsError(
                 key, f"--mcp-servers is not JSON ({exc}); give e.g. {EXAMPLE}"
             ) from None
+    if key == "codeActions":  # a JSON list, as in the settings
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            example = '[{"label": "Simplify", "instruction": "Simplify this code."}]'
+            message = f"--code-actions is not JSON ({exc}); give e.g. {example}"
+            raise SettingsError(key, message) from None
     if key == "kvBits":
         return None if raw.lower() in ("none", "null", "0") else _int(key, raw)
     if isinstance(default, bool):

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 import attrs
 
 from glm_lsp.state_files import conversation_state_dir
+from glm_lsp.wire.commands import MAX_TEXT
 from glm_lsp.wire.constraints import Number, Text
 from glm_lsp.wire.converter import converter, describe, show, wire
 
@@ -36,6 +37,40 @@ PositiveInt = Annotated[int, Number(1)]
 # `accepts` gives the words errors and the schema use where the type alone says it badly.
 RUN = {"run": True}
 BACKEND = {"backend": True}
+
+
+Label = Annotated[str, Text(max_len=80, strip=True)]
+Instruction = Annotated[str, Text(max_len=MAX_TEXT, strip=True)]
+
+
+@wire(forbid_extra=True)
+@attrs.frozen
+class CodeActionSetting:
+    """A code action with its instruction written out, offered as "GLM: <label>" for a
+    selection: a client that cannot ask for an instruction runs it whole."""
+
+    label: Label
+    instruction: Instruction
+
+
+DEFAULT_CODE_ACTIONS = (
+    CodeActionSetting("Simplify", "Simplify this code without changing what it does."),
+    CodeActionSetting(
+        "Add docstrings",
+        "Add docstrings (or the language's doc comments) to the functions, classes and methods "
+        "here that lack them, saying what each does; change no code.",
+    ),
+    CodeActionSetting(
+        "Add type hints",
+        "Add type annotations to this code where the language supports them, matching the "
+        "project's style; change no behaviour.",
+    ),
+    CodeActionSetting(
+        "Write tests for this",
+        "Write tests for this code with the project's test framework, in its test layout (a new "
+        "test file if there is none for it), covering the normal cases and the edge cases.",
+    ),
+)
 
 
 @wire(forbid_extra=True)
@@ -96,22 +131,51 @@ class Settings:
     )  # "<server>__<tool>" globs called without asking
     mcpAllowReadOnly: bool = attrs.field(default=False, metadata=RUN)  # readOnlyHint tools
     mcpTimeout: PositiveInt = 60  # seconds for a server to start or a call to answer
+    # Refactors any client can run from its code-action menu, no prompt needed.
+    codeActions: tuple[CodeActionSetting, ...] = attrs.field(
+        default=DEFAULT_CODE_ACTIONS,
+        metadata={
+            "accepts": 'a list of {"label", "instruction"} objects, e.g. '
+            '[{"label": "Simplify", "instruction": "Simplify this code."}]'
+        },
+    )
 
     def merged(self, changes: Mapping[str, Any]) -> Settings:
         """A copy with `changes` applied; raises SettingsError on the first bad key or value."""
-        if not changes:
-            return self
-        if "mcpServers" in changes:
+        settings, errors = self.merged_partly(changes)
+        if errors:
+            raise errors[0]
+        return settings
+
+    def merged_partly(self, changes: Mapping[str, Any]) -> tuple[Settings, list[SettingsError]]:
+        """A copy with every good key of `changes` applied, and one error per bad value or
+        unknown key (in the order the changes came): those keys keep their values here, so one
+        mistake does not cost the user every other setting."""
+        good, errors = dict(changes), []
+        if "mcpServers" in good:
             from glm_lsp.mcp.config import McpConfigError, check_setting
 
             try:
-                changes = {**changes, "mcpServers": check_setting(changes["mcpServers"])}
+                good["mcpServers"] = check_setting(good["mcpServers"])
             except McpConfigError as exc:
-                raise SettingsError("mcpServers", f"glm.{exc}") from None
-        try:
-            return converter.structure({**self.to_dict(), **changes}, Settings)
-        except Exception as exc:
-            raise settings_error(exc, changes) from None
+                errors.append(SettingsError("mcpServers", f"glm.{exc}"))
+                del good["mcpServers"]
+        while good:  # each pass drops the keys the converter named; the last names none
+            try:
+                # as on the wire: held values (tuples of models) structure like what clients send
+                plain = converter.unstructure({**self.to_dict(), **good})
+                settings = converter.structure(plain, Settings)
+            except Exception as exc:
+                found = settings_errors(exc, good)
+                named = [e for e in found if e.key in good]
+                errors += named or found
+                if not named:  # nothing to drop: apply none of it rather than guess
+                    break
+                for error in named:
+                    good.pop(error.key, None)
+            else:
+                return settings, _ordered(errors, changes)
+        return self, _ordered(errors, changes)
 
     def state_dir(self, workspace: Path) -> Path:
         """The workspace's state dir; one inside the workspace that this glm-lsp did not create
@@ -151,6 +215,11 @@ USER_ONLY = frozenset(
         "allowNetwork", "commandEnv", "sandboxHide",
         # MCP servers start programs and send headers; every mcp* setting is user-only
         "mcpServers", "mcpAllow", "mcpAllowReadOnly", "mcpTimeout",
+        # what the model is told on the user's behalf: the menu shows only the label, so a
+        # repository could put any instruction (read .env into a file, ...) under "Simplify",
+        # landing unreviewed with review "direct"; the user's own actions cost a repository
+        # nothing it needs (a `GLM:` comment in the code says an instruction openly)
+        "codeActions",
     }
 )  # fmt: skip
 
@@ -169,25 +238,47 @@ def accepts(key: str) -> str:
     return field.metadata.get("accepts") or describe(field.type)
 
 
-def settings_error(exc: Exception, changes: Mapping[str, Any]) -> SettingsError:
-    """The converter's first complaint, in the order the changes came, as one sentence."""
+def settings_errors(exc: Exception, changes: Mapping[str, Any]) -> list[SettingsError]:
+    """The converter's complaints as one sentence per key, in the order the changes came; a
+    list setting's names each bad entry, then what the setting accepts."""
     from glm_lsp.wire.converter import problems
 
-    order = {key: i for i, key in enumerate(changes)}
-    found: list[tuple[int, SettingsError]] = []
+    found: list[SettingsError] = []
+    entries: dict[str, list[str]] = {}  # key -> its bad entries, in order
     for problem in problems(exc, Settings):
-        for key in problem.extra:
-            message = f"unknown setting glm.{key}; known settings: {', '.join(KEYS)}"
-            found.append((order.get(key, len(order)), SettingsError(key, message)))
-        if problem.extra:
+        if problem.extra and not problem.path:
+            for key in problem.extra:
+                message = f"unknown setting glm.{key}; known settings: {', '.join(KEYS)}"
+                found.append(SettingsError(key, message))
             continue
         key = problem.path.split(".")[0].split("[")[0]
-        value = changes.get(key)
-        message = f"glm.{key} is {show(value)}; accepted values: {accepts(key)}"
-        found.append((order.get(key, len(order)), SettingsError(key, message)))
+        if problem.path == key:
+            message = f"glm.{key} is {show(changes.get(key))}; accepted values: {accepts(key)}"
+            found.append(SettingsError(key, message))
+        else:
+            entries.setdefault(key, []).append(_entry(problem, key, changes.get(key)))
+    for key, parts in entries.items():
+        found.append(SettingsError(key, f"{'; '.join(parts)}; glm.{key} accepts {accepts(key)}"))
     if not found:
-        return SettingsError("glm", f"glm settings are not accepted: {exc}")
-    return min(found, key=lambda pair: pair[0])[1]
+        return [SettingsError("glm", f"glm settings are not accepted: {exc}")]
+    return _ordered(found, changes)
+
+
+def _entry(problem: Any, key: str, value: Any) -> str:
+    """A problem inside a list setting, naming the entry and showing it so the user finds it:
+    `glm.codeActions[1] ({"label": "Tests"}): instruction is missing; ...`."""
+    index, _, rest = problem.path.removeprefix(key).partition("]")
+    rest = rest.removeprefix(".")
+    if not index.startswith("[") or not rest:
+        return f"glm.{problem.path} {problem.text}"
+    i = int(index[1:])
+    entry = f" ({show(value[i])})" if isinstance(value, list | tuple) and i < len(value) else ""
+    return f"glm.{key}{index}]{entry}: {rest} {problem.text}"
+
+
+def _ordered(errors: list[SettingsError], changes: Mapping[str, Any]) -> list[SettingsError]:
+    order = {key: i for i, key in enumerate(changes)}
+    return sorted(errors, key=lambda e: order.get(e.key, len(order)))
 
 
 def validate(key: str, value: Any) -> Any:

@@ -15,6 +15,7 @@ from typing import Any
 import psutil
 
 from tests.lsp_wire import WireClient, start_server
+from tests.test_server import WHOLE_REFACTORS
 
 A_PY = "def foo(x):\n    return 2 * x\n\n\nclass Box:\n    def get(self):\n        return foo(1)\n"
 MEDIUM = "word " * 800  # long enough to be mid-generation when the cancels arrive
@@ -34,7 +35,7 @@ def code_action_round_trip(client: WireClient, uri: str) -> float:
         timeout=10,
     )
     elapsed = time.monotonic() - started
-    assert [a["title"] for a in actions] == ["GLM: Explain", "GLM: Refactor…"]
+    assert [a["title"] for a in actions] == ["GLM: Explain", "GLM: Refactor…", *WHOLE_REFACTORS]
     return elapsed
 
 

@@ -28,6 +28,13 @@ B_PY = "from pkg.a import foo\n\n\ndef twice(x):\n    return foo(foo(x))\n"
 OLD_PY = "# old helpers\n"
 NOTES = "notes\n"
 TIMEOUT = 60
+# Offered for any selection besides Explain and Refactor… (the codeActions setting's defaults)
+WHOLE_REFACTORS = [
+    "GLM: Simplify",
+    "GLM: Add docstrings",
+    "GLM: Add type hints",
+    "GLM: Write tests for this",
+]
 
 
 def workspace(tmp: Path) -> Path:
@@ -56,7 +63,7 @@ class Recorder:
 @contextlib.asynccontextmanager
 async def server(
     tmp: Path,
-    model: Path,
+    model: Path | None,
     replies: list[str],
     *,
     root: Path | None = None,
@@ -72,13 +79,13 @@ async def server(
     script = tmp / f"replies-{len(list(tmp.glob('replies-*')))}.json"
     script.write_text(json.dumps(replies))
     config = ClientServerConfig(
+        # model None: no --model flag, so the client's settings choose the model (flags win)
         server_command=[
             sys.executable,
             "-m",
             "glm_lsp.cli",
             "serve",
-            "--model",
-            str(model),
+            *(["--model", str(model)] if model is not None else []),
             "--scripted-replies",
             str(script),
         ],
@@ -198,7 +205,7 @@ async def test_code_actions(tmp_path: Path, model: Path) -> None:
                 ctx,
             )
         )
-        assert [a.title for a in actions] == ["GLM: Explain", "GLM: Refactor…"]
+        assert [a.title for a in actions] == ["GLM: Explain", "GLM: Refactor…", *WHOLE_REFACTORS]
         assert actions[0].command.command == "glm.explain"
         # VS Code keeps `source.*` actions out of the light bulb: Explain must not be one.
         assert not str(actions[0].kind).startswith("source")

@@ -9,7 +9,13 @@ import pytest
 from lsprotocol import types as lsp
 from pygls.exceptions import JsonRpcException
 
-from tests.test_server import EXPLAIN, command, model, server  # noqa: F401  (model: fixture)
+from tests.test_server import (  # noqa: F401  (model: fixture)
+    EXPLAIN,
+    WHOLE_REFACTORS,
+    command,
+    model,
+    server,
+)
 
 
 async def actions_for(client, uri: str) -> list[lsp.CodeAction]:
@@ -34,7 +40,7 @@ async def test_no_code_actions_where_the_commands_refuse(tmp_path: Path, model: 
         for uri in refused:
             assert len(await actions_for(client, uri)) == 0, uri
         offered = await actions_for(client, (root / "pkg" / "a.py").as_uri())
-        assert [a.title for a in offered] == ["GLM: Explain", "GLM: Refactor…"]
+        assert [a.title for a in offered] == ["GLM: Explain", "GLM: Refactor…", *WHOLE_REFACTORS]
 
 
 async def test_an_upper_case_scheme_is_a_file_uri(tmp_path: Path, model: Path) -> None:  # noqa: F811
@@ -43,6 +49,7 @@ async def test_an_upper_case_scheme_is_a_file_uri(tmp_path: Path, model: Path) -
         assert [a.title for a in await actions_for(client, upper)] == [
             "GLM: Explain",
             "GLM: Refactor…",
+            *WHOLE_REFACTORS,
         ]
         explained = await command(client, "glm.explain", {"uri": upper})
         assert explained["text"] == EXPLAIN

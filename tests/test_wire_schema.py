@@ -100,6 +100,7 @@ def test_the_schema_describes_the_settings_contract() -> None:
         "mcpAllow",
         "mcpAllowReadOnly",
         "mcpTimeout",
+        "codeActions",  # what the model is told under a label (issue 27)
     ]
     v = validator({"$ref": "#/$defs/Settings"})
     assert v.is_valid(converter.unstructure(Settings()))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from glm_lsp.agent.instruction_comments import InstructionComment
+
 SYSTEM_PROMPT = (
     "You are GLM, a coding agent working inside the user's editor on one workspace. "
     "Use the tools to look at the code before you answer or change it; paths are relative to the "
@@ -37,6 +39,8 @@ class AgentRequest:
     stale: list[str] = field(default_factory=list)  # files read earlier that changed since
     rejected: list[str] = field(default_factory=list)  # "the user rejected the change to a.py"
     notes: list[str] = field(default_factory=list)  # MCP servers that could not start, ...
+    # The `GLM:` comment in `path` that the instruction came from: the edit removes it.
+    instruction_comment: InstructionComment | None = None
 
 
 _VERBS = {

@@ -14,6 +14,7 @@ from typing import Any
 
 from glm_lsp.agent.edits import ChangeSet, Overlay
 from glm_lsp.agent.files import Buffers, ToolError, Workspace
+from glm_lsp.agent.instruction_comments import drop_comment
 from glm_lsp.agent.landing import ApplyReport, Landing
 from glm_lsp.agent.loop import Agent, AgentResult, OnTool, Options, Sink
 from glm_lsp.agent.prompts import COMMANDS, AgentRequest, resolve_thinking
@@ -251,6 +252,10 @@ class Session:
         )
         history = [r["messages"] for r in records]
         result = agent.run(request, history, [int(r.get("turn", 0)) for r in records])
+        # A `GLM:` comment's instruction carried out: the same edit takes the comment away.
+        comment, path = request.instruction_comment, request.path
+        if result.changes and comment and path and drop_comment(overlay, path, comment):
+            result.changes = overlay.change_set()
         report, error = ApplyReport(False), None
         if result.changes:
             sink("progress", "writing edits")

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pygls.uris import to_fs_path
 
+from glm_lsp.agent.instruction_comments import InstructionComment, instruction_comments
 from glm_lsp.agent.prompts import AgentRequest
 from glm_lsp.core.folder import Folder
 from glm_lsp.wire.commands import COMMANDS, Diagnostic, Range, thinking_mode
@@ -227,6 +228,31 @@ def build_request(ws: Workspace, command: str, args: tuple[Any, ...] | list[Any]
         request.start_line, request.end_line = start + 1, end_line
         request.selection = "".join(lines[start:end_line])
         request.symbol = symbol
+    if kind == "refactor" and span is not None:
+        request.instruction_comment = comment_of(text, span, instruction)
+    if request.instruction_comment is not None:
+        line = request.instruction_comment.line + 1
+        request.notes.append(
+            f"The instruction is the `GLM:` comment on line {line} of {rel}; leave that line as it "
+            "is: it is removed for you when your edit lands."
+        )
     request.outline = format_outline(folder.index.outline(rel, text))
     request.diagnostics = diagnostics_of(getattr(a, "diagnostics", None))
     return Target(folder, request)
+
+
+def selection_lines(span: Span) -> tuple[int, int]:
+    """The 0-based first and last line of a span; one that ends at the start of a line (a
+    selection of whole lines) ends on the line before."""
+    (start, _), (end, end_char) = span.start, span.end
+    return start, end - 1 if end_char == 0 and end > start else end
+
+
+def comment_of(text: str, span: Span, instruction: str) -> InstructionComment | None:
+    """The `GLM:` comment in or above the selection that `instruction` came from, if any: a
+    code action's, or the same words typed at a prompt; the edit then removes it."""
+    wanted = instruction.strip()
+    found = [
+        c for c in instruction_comments(text, *selection_lines(span)) if c.instruction == wanted
+    ]
+    return found[0] if found else None

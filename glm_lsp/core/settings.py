@@ -1,5 +1,5 @@
-"""Settings as a front-end receives them (the README's Settings): sources merged in order, bad
-values refused with a message, and the user-only settings (config.USER_ONLY: where data goes,
+"""Settings as a front-end receives them (the README's Settings): sources merged in order, each
+bad value refused with a message while the good ones beside it apply, and the user-only settings (config.USER_ONLY: where data goes,
 what runs) refused from a workspace.
 
 Sources, later wins: defaults, the client's initial settings, its later changes, command-line
@@ -12,7 +12,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from glm_lsp.config import Settings, SettingsError, kebab, user_only
+from glm_lsp.config import KEYS, Settings, SettingsError, kebab, user_only
+from glm_lsp.wire.converter import show
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,8 @@ class SettingsState:
         self.effective = flags
 
     def update(self, raw: Any, *, from_workspace: bool = False) -> str | None:
-        """Apply the client's settings; on a bad value return the error and keep the old ones.
+        """Apply the client's settings: each good key applies; each bad value or unknown key is
+        named in the returned message (one line each) and keeps its previous value.
         `from_workspace`: a change that may carry a repository's own settings, so the user-only
         settings (config.USER_ONLY) in it are refused, named in the returned message, and keep
         their values; the other keys still apply."""
@@ -78,12 +80,21 @@ class SettingsState:
                     refused.append(key)
         if refused:
             log.warning("refused user-only settings from the workspace: %s", ", ".join(refused))
-        messages = [refused_message(refused)] if refused else []
-        try:
-            client = self.client.merged(changes)
-            effective = client.merged(self.flags)
-        except SettingsError as exc:
-            messages.insert(0, str(exc))
-        else:
-            self.client, self.effective = client, effective
+        client, errors = self.client.merged_partly(changes)
+        self.client, self.effective = client, client.merged(self.flags)
+        messages = [_kept(error, self.effective) for error in errors]
+        if refused:
+            messages.append(refused_message(refused))
         return "\n".join(messages) or None
+
+
+def _kept(error: SettingsError, settings: Settings) -> str:
+    """The error, and the value the key keeps instead (its previous one: at first the default,
+    or the flag's); lists and objects by name, as they can be long."""
+    if error.key not in KEYS:
+        return str(error)
+    value = getattr(settings, error.key)
+    if isinstance(value, str | int | float | None):
+        return f"{error}; glm.{error.key} stays {show(value)}"
+    which = "default" if value == getattr(Settings(), error.key) else "previous value"
+    return f"{error}; glm.{error.key} keeps its {which}"

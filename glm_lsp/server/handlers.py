@@ -14,7 +14,15 @@ from lsprotocol.converters import get_converter
 from pygls.exceptions import JsonRpcInvalidParams
 from pygls.uris import to_fs_path
 
-from glm_lsp.core.requests import KINDS, BadArguments, Span, accepted_document, widen
+from glm_lsp.agent.instruction_comments import instruction_comments
+from glm_lsp.core.requests import (
+    KINDS,
+    BadArguments,
+    Span,
+    accepted_document,
+    selection_lines,
+    widen,
+)
 from glm_lsp.server import commands, edit_commands
 from glm_lsp.server.app import GlmServer
 from glm_lsp.wire.converter import converter
@@ -141,9 +149,11 @@ def code_actions(ls: GlmServer, params: lsp.CodeActionParams) -> list[lsp.CodeAc
     if _wanted(EXPLAIN_KIND, only):
         actions.append(_action("GLM: Explain", EXPLAIN_KIND, "glm.explain", arg))
     if _wanted(lsp.CodeActionKind.RefactorRewrite, only):
+        # For clients that can ask for an instruction (our plugins do; the user may type one).
         actions.append(
             _action("GLM: Refactor…", lsp.CodeActionKind.RefactorRewrite, "glm.refactor", arg)
         )
+        actions += _whole_refactors(ls, text, span, arg)
     diagnostics = params.context.diagnostics
     if diagnostics and _wanted(lsp.CodeActionKind.QuickFix, only):
         fix_arg = arg | {"diagnostics": [LSP_CONVERTER.unstructure(d) for d in diagnostics]}
@@ -151,6 +161,27 @@ def code_actions(ls: GlmServer, params: lsp.CodeActionParams) -> list[lsp.CodeAc
         action.diagnostics = list(diagnostics)
         actions.append(action)
     return actions
+
+
+def _whole_refactors(
+    ls: GlmServer, text: str | None, span: Span, arg: dict[str, Any]
+) -> list[lsp.CodeAction]:
+    """Refactors with their instruction filled in, which any client runs from its menu: each
+    `GLM:` comment in or above the selection, then the codeActions setting's for a selection."""
+    instructions = []
+    if text is not None:
+        for comment in instruction_comments(text, *selection_lines(span)):
+            if comment.instruction not in instructions:
+                instructions.append(comment.instruction)
+    titled = [(f"GLM: {_clip(i)}", i) for i in instructions]
+    if not span.empty:  # a selection, or the definition around the cursor
+        titled += [(f"GLM: {a.label}", a.instruction) for a in ls.settings.codeActions]
+    kind = lsp.CodeActionKind.RefactorRewrite
+    return [_action(t, kind, "glm.refactor", arg | {"instruction": i}) for t, i in titled]
+
+
+def _clip(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 def _action(title: str, kind: str, command: str, arg: dict[str, Any]) -> lsp.CodeAction:

@@ -14,7 +14,7 @@ import attrs
 from glm_lsp.config import Settings, user_only
 from glm_lsp.wire.commands import COMMANDS, STREAM_METHOD, StreamNotification
 from glm_lsp.wire.constraints import Number, Text
-from glm_lsp.wire.converter import camel, describe, is_optional, without_none
+from glm_lsp.wire.converter import camel, converter, describe, is_optional, without_none
 from glm_lsp.wire.records import LogRecord
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schema" / "wire.schema.json"
@@ -68,6 +68,7 @@ def _define(cls: type, defs: dict[str, Any]) -> str:
             required.append(camel(a.name))
         elif cls is Settings:
             default = a.default.factory() if isinstance(a.default, attrs.Factory) else a.default
+            default = converter.unstructure(default)  # as on the wire: lists of plain objects
             prop["default"] = list(default) if isinstance(default, tuple) else default
         if cls is Settings and user_only(a.name):
             prop["x-userOnly"] = True  # counts only from the user's own configuration

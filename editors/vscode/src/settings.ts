@@ -83,6 +83,21 @@ function stringList(v: unknown): Check {
     : bad('a list of glob patterns such as ["pytest *"]');
 }
 
+/** `[{label, instruction}]`: refactors the code-action menu runs without a prompt. */
+function codeActions(v: unknown): Check {
+  const valid =
+    Array.isArray(v) &&
+    v.every((e) => {
+      if (typeof e !== 'object' || e === null || Array.isArray(e)) return false;
+      const { label, instruction, ...rest } = e as Record<string, unknown>;
+      const text = (t: unknown) => typeof t === 'string' && t.trim() !== '';
+      return text(label) && text(instruction) && Object.keys(rest).length === 0;
+    });
+  return valid
+    ? ok(v)
+    : bad('a list of {"label", "instruction"} objects such as [{"label": "Simplify", "instruction": "Simplify this code."}]');
+}
+
 /** null is the documented default of these keys, so an explicit null is passed on. */
 function nullable(inner: Validator): Validator {
   return (v) => {
@@ -131,6 +146,7 @@ const VALIDATORS = {
   mcpAllow: stringList,
   mcpAllowReadOnly: bool,
   mcpTimeout: positiveInt,
+  codeActions,
 } satisfies Record<keyof Settings, Validator>;
 
 /** Whether the extension would send `value` for `key` (its own check, before the server's). */
@@ -148,7 +164,8 @@ export const CLIENT_KEYS = ['serverCommand', 'trace'] as const;
  * Settings that decide where data goes or what runs (the server's x-userOnly, issue 25): only the
  * user's own (global) value counts, trusted workspace or not, so a repository's
  * .vscode/settings.json can never choose the endpoint, the key's variable, the state dir, the
- * review, a command or an MCP server. package.json scopes them `machine` and lists them in
+ * review, a command, an MCP server or what the model is told under a code action's label.
+ * package.json scopes them `machine` and lists them in
  * `restrictedConfigurations`; the server refuses them from didChangeConfiguration, so a change
  * restarts the server (extension.ts).
  */
@@ -157,6 +174,7 @@ export const USER_ONLY_KEYS = new Set<SettingKey>([
   'hostCacheGB',
   'allowCommands', 'verifyCommand', 'verifyRounds', 'commandTimeout', 'sandbox', 'allowNetwork',
   'commandEnv', 'sandboxHide', 'review', 'mcpServers', 'mcpAllow', 'mcpAllowReadOnly', 'mcpTimeout',
+  'codeActions',
 ]);
 
 /**

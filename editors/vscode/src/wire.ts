@@ -44,6 +44,14 @@ export interface ChangeRecord {
   hunks?: Hunks;
 }
 
+/** A code action with its instruction written out, offered as "GLM: <label>" for a selection: a client that cannot ask for an instruction runs it whole. */
+export interface CodeActionSetting {
+  /** a non-empty string */
+  label: string;
+  /** a non-empty string */
+  instruction: string;
+}
+
 /** Compacted */
 export interface Compacted {
   /** a list of whole numbers */
@@ -306,6 +314,8 @@ export interface Settings {
   mcpAllowReadOnly?: boolean;
   /** a whole number >= 1 */
   mcpTimeout?: number;
+  /** a list of {"label", "instruction"} objects, e.g. [{"label": "Simplify", "instruction": "Simplify this code."}] */
+  codeActions?: CodeActionSetting[];
 }
 
 /** ShowArgs */

@@ -39,6 +39,7 @@ local KNOWN = {
   mcpAllow = 'table',
   mcpAllowReadOnly = 'boolean',
   mcpTimeout = 'number',
+  codeActions = 'table',
 }
 
 local function kind_of(value)

@@ -29,7 +29,7 @@ describe('settings: keys', () => {
       'allowCommands', 'verifyCommand', 'verifyRounds', 'commandTimeout', 'sandbox', 'allowNetwork',
       'commandEnv', 'sandboxHide', 'review',
       'speculativeDecoding', 'draftTokens',
-      'mcpServers', 'mcpAllow', 'mcpAllowReadOnly', 'mcpTimeout',
+      'mcpServers', 'mcpAllow', 'mcpAllowReadOnly', 'mcpTimeout', 'codeActions',
     ]);
   });
 
@@ -44,6 +44,7 @@ describe('settings: keys', () => {
       'backend', 'model', 'baseUrl', 'apiKeyEnv', 'stateDir', 'scriptedReplies', 'host', 'keepAlive',
       'hostCacheGB', 'allowCommands', 'verifyCommand', 'verifyRounds', 'commandTimeout', 'sandbox', 'allowNetwork',
       'commandEnv', 'sandboxHide', 'review', 'mcpServers', 'mcpAllow', 'mcpAllowReadOnly', 'mcpTimeout',
+      'codeActions',
     ]);
     assert.deepEqual(restricted, [...USER_ONLY_KEYS].map((key) => `glm.${key}`));
   });
@@ -187,6 +188,19 @@ describe('settings: MCP', () => {
       key === 'mcpServers' ? { workspaceValue: { evil: { command: 'sh' } } }
         : key === 'mcpAllow' ? { workspaceFolderValue: ['*'] } : {};
     assert.deepEqual(toInitializationOptions(inspect).options, {});
+  });
+});
+
+describe('settings: codeActions', () => {
+  it('sends a list of {label, instruction} from user settings only and rejects any other shape', () => {
+    const mine = [{ label: 'Tidy', instruction: 'Tidy this code.' }];
+    assert.deepEqual(toInitializationOptions(inspectOf({ codeActions: mine })).options, { codeActions: mine });
+    assert.deepEqual(toInitializationOptions(inspectOf({ codeActions: mine }, 'workspaceValue')).options, {});
+    for (const bad of ['Simplify', ['Simplify'], [{ label: 'A' }], [{ label: '', instruction: 'B' }], [{ label: 'A', instruction: 'B', kind: 'x' }]]) {
+      const got = toInitializationOptions(inspectOf({ codeActions: bad }));
+      assert.deepEqual(got.rejected, ['codeActions'], JSON.stringify(bad));
+      assert.match(got.errors[0], /^glm\.codeActions: .* use a list of \{"label", "instruction"\} objects/);
+    }
   });
 });
 
