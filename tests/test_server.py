@@ -49,6 +49,7 @@ class Recorder:
         self.events: list[str] = []
         self.decline = decline
         self.edit_seen = asyncio.Event()
+        self.encoding = "utf-16"  # the position encoding the server chose at initialize
         # Tests that play the user mid-edit return their own answer here (None: apply as usual).
         self.hook: Callable[[lsp.WorkspaceEdit], lsp.ApplyWorkspaceEditResult | None] | None = None
 
@@ -67,7 +68,10 @@ async def server(
     setup: Callable[[LanguageClient], None] | None = None,
     watched_dynamic: bool = False,
     edit_caps: lsp.WorkspaceEditClientCapabilities | None = None,
+    capabilities: lsp.ClientCapabilities | None = None,
 ) -> AsyncIterator[tuple[LanguageClient, Recorder, Path]]:
+    """`capabilities`: all of the client's, instead of those made of `progress`, `edit_caps` and
+    `watched_dynamic` (e.g. pytest_lsp.client_capabilities("emacs"), a real client's)."""
     root = root or workspace(tmp)
     script = tmp / f"replies-{len(list(tmp.glob('replies-*')))}.json"
     script.write_text(json.dumps(replies))
@@ -108,10 +112,10 @@ async def server(
             return answer
         if rec.decline:
             return lsp.ApplyWorkspaceEditResult(applied=False, failure_reason=rec.decline)
-        applied, reason = apply_workspace_edit(params.edit)
+        applied, reason = apply_workspace_edit(params.edit, encoding=rec.encoding)
         return lsp.ApplyWorkspaceEditResult(applied=applied, failure_reason=reason)
 
-    caps = lsp.ClientCapabilities(
+    caps = capabilities or lsp.ClientCapabilities(
         window=lsp.WindowClientCapabilities(work_done_progress=progress),
         workspace=lsp.WorkspaceClientCapabilities(
             apply_edit=True,
@@ -131,7 +135,7 @@ async def server(
     )
     if setup is not None:
         setup(client)
-    await asyncio.wait_for(
+    initialized = await asyncio.wait_for(
         client.initialize_session(
             lsp.InitializeParams(
                 capabilities=caps,
@@ -144,6 +148,8 @@ async def server(
         ),
         TIMEOUT,
     )
+    encoding = initialized.capabilities.position_encoding
+    rec.encoding = str(getattr(encoding, "value", encoding) or "utf-16")
     try:
         yield client, rec, root
     finally:
