@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 from lsprotocol import types as lsp
 from pygls.exceptions import JsonRpcException
@@ -28,6 +29,7 @@ B_PY = "from pkg.a import foo\n\n\ndef twice(x):\n    return foo(foo(x))\n"
 OLD_PY = "# old helpers\n"
 NOTES = "notes\n"
 TIMEOUT = 60
+PLUGIN_EXPERIMENTAL = {"glm": {"stream": True}}  # what our VS Code and Neovim plugins declare
 
 
 def workspace(tmp: Path) -> Path:
@@ -69,9 +71,13 @@ async def server(
     watched_dynamic: bool = False,
     edit_caps: lsp.WorkspaceEditClientCapabilities | None = None,
     capabilities: lsp.ClientCapabilities | None = None,
+    stream: bool = True,
+    show_document: bool = False,
 ) -> AsyncIterator[tuple[LanguageClient, Recorder, Path]]:
-    """`capabilities`: all of the client's, instead of those made of `progress`, `edit_caps` and
-    `watched_dynamic` (e.g. pytest_lsp.client_capabilities("emacs"), a real client's)."""
+    """`capabilities`: all of the client's, instead of those made of `progress`, `edit_caps`,
+    `watched_dynamic` and `show_document` (e.g. pytest_lsp.client_capabilities("emacs"), a real
+    client's). `stream`: declare experimental.glm.stream as our plugins do (they wait for an agent
+    command's result and take glm/stream); False: a plain LSP client."""
     root = root or workspace(tmp)
     script = tmp / f"replies-{len(list(tmp.glob('replies-*')))}.json"
     script.write_text(json.dumps(replies))
@@ -116,7 +122,12 @@ async def server(
         return lsp.ApplyWorkspaceEditResult(applied=applied, failure_reason=reason)
 
     caps = capabilities or lsp.ClientCapabilities(
-        window=lsp.WindowClientCapabilities(work_done_progress=progress),
+        window=lsp.WindowClientCapabilities(
+            work_done_progress=progress,
+            show_document=lsp.ShowDocumentClientCapabilities(support=True)
+            if show_document
+            else None,
+        ),
         workspace=lsp.WorkspaceClientCapabilities(
             apply_edit=True,
             workspace_edit=edit_caps
@@ -133,6 +144,8 @@ async def server(
             ),
         ),
     )
+    if stream:
+        caps = attrs.evolve(caps, experimental={**(caps.experimental or {}), **PLUGIN_EXPERIMENTAL})
     if setup is not None:
         setup(client)
     initialized = await asyncio.wait_for(

@@ -161,6 +161,8 @@ async def drive(root: Path, server_cmd: list[str], timeout: float | None) -> int
                                 resource_operations=list(lsp.ResourceOperationKind),
                             ),
                         ),
+                        # as our plugins: it prints glm/stream and waits for each result
+                        experimental={"glm": {"stream": True}},
                     ),
                     root_uri=root.as_uri(),
                     workspace_folders=[lsp.WorkspaceFolder(uri=root.as_uri(), name=root.name)],

@@ -34,6 +34,7 @@ from glm_lsp.server.lsp_edits import (
     unsupported,
 )
 from glm_lsp.state_files import foreign_note
+from glm_lsp.wire.commands import STREAM_CAPABILITY
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +195,9 @@ class GlmServer(LanguageServer):
         self.worker = Worker()
         self.pending_messages: list[str] = []
         self.watch_registration: asyncio.Future[None] | None = None  # kept so it is not collected
+        # Agent requests answered at once (a client without the stream capability), until they
+        # end; kept so their tasks are not collected and glm.cancel finds them before they queue.
+        self.detached: dict[Job, tuple[Path, asyncio.Task[None]]] = {}
 
     def report_server_error(self, error: Exception, source: Any) -> None:
         # pygls would also pop up "Error in server" for a request the client got an answer to.
@@ -211,6 +215,18 @@ class GlmServer(LanguageServer):
 
     def show_error(self, message: str) -> None:
         self.window_show_message(lsp.ShowMessageParams(type=lsp.MessageType.Error, message=message))
+
+    # -- what the client takes -----------------------------------------------------------------
+    def streams(self) -> bool:
+        """The client declared `experimental.glm.stream` (our plugins): it takes glm/stream
+        and waits for an agent command's result; any other client gets it answered at once."""
+        experimental = self.client_capabilities.experimental
+        glm = experimental.get(STREAM_CAPABILITY) if isinstance(experimental, dict) else None
+        return isinstance(glm, dict) and glm.get("stream") is True
+
+    def shows_documents(self) -> bool:
+        window = self.client_capabilities.window
+        return bool(window and window.show_document and window.show_document.support)
 
     # -- folders -------------------------------------------------------------------------------
     def folder_roots(self) -> list[Path]:
@@ -252,13 +268,18 @@ class GlmServer(LanguageServer):
         return self.folder(roots[0]) if roots else None
 
     # -- cancellation --------------------------------------------------------------------------
+    def jobs(self) -> list[Job]:
+        """The worker's jobs and the answered ones that have not reached it yet."""
+        jobs = self.worker.jobs()
+        return jobs + [job for job in self.detached if job not in jobs]
+
     def cancel_request(self, msg_id: Any) -> None:
         for job in self.worker.jobs():
             if job.msg_id == msg_id:
                 job.cancel.set()
 
     def cancel_token(self, token: Any) -> None:
-        for job in self.worker.jobs():
+        for job in self.jobs():
             if job.token is not None and job.token == token:
                 job.cancel.set()
 
@@ -462,6 +483,8 @@ class GlmServer(LanguageServer):
             return None
 
     def stop(self) -> None:
+        for job in self.detached:
+            job.cancel.set()
         self.worker.shutdown()
         for folder in self.folders.values():
             folder.stop()
