@@ -330,3 +330,15 @@ def test_pathological_values_never_raise() -> None:
         )
         typed = call(tool_call_text("typed", {"s": value, "i": value}))
         assert isinstance(typed, ParseError) and "'i' must be an integer" in typed.message
+
+
+def test_tool_argument_values_decode_as_mlx_lms_glm47_parser_decodes_them() -> None:
+    """parse.py keeps its own copy of mlx_lm's value decoding (importing it costs a front-end
+    1.6 s of start-up): the two must agree."""
+    from mlx_lm.tool_parsers.glm47 import _deserialize as mlx_lm_deserialize
+
+    from glm_lsp.glm.parse import _deserialize
+
+    for raw in ['{"a": [1, 2]}', "3", "3.5", "true", "null", "'x'", "(1, 2)", "{'k': None}",
+                "[1, 'a']", "plain text", "", "1e400", "[" * 50, "\\n", '"quoted"', "0x1F"]:  # fmt: skip
+        assert _deserialize(raw) == mlx_lm_deserialize(raw), raw

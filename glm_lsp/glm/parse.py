@@ -7,12 +7,27 @@ depend on how it was split. Malformed input never raises: it becomes text or a P
 
 from __future__ import annotations
 
+import ast
 import json
 from dataclasses import dataclass
 from typing import Any
 
-# Same value decoding as mlx_lm's GLM-4.7 tool parser (JSON, then a Python literal), so both agree.
-from mlx_lm.tool_parsers.glm47 import _deserialize
+
+def _deserialize(value: str) -> Any:
+    """mlx_lm's GLM-4.7 tool parser decodes a value as JSON, then as a Python literal, else keeps
+    the text (`mlx_lm.tool_parsers.glm47._deserialize`); this is that, so both agree. Written here
+    because importing it imports all of mlx_lm and transformers: 1.6 s of every front-end's
+    start-up, which with the host needs no MLX at all. tests/test_parse.py checks they agree."""
+    try:
+        return json.loads(value)
+    except Exception:  # as mlx_lm: anything that does not decode (RecursionError too) stays text
+        pass
+    try:
+        return ast.literal_eval(value)
+    except Exception:
+        pass
+    return value
+
 
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 CALL_OPEN, CALL_CLOSE = "<tool_call>", "</tool_call>"
