@@ -6,6 +6,10 @@ keys with `tmux send-keys` and checks what the user sees with `capture-pane`; it
 server state through emacsclient (init.el starts the Emacs server). Each test opens its own
 workspace (a git repository: eglot's project.el needs one), so each gets its own `glm-lsp serve`
 with its own scripted replies (the README's Scripted replies).
+
+An upstream eglot directory holds eglot.el (github.com/joaotavora/eglot) beside the GNU ELPA
+packages it needs on Emacs 28: jsonrpc, eldoc, project, xref, flymake, external-completion and
+compat (compat*.el); init.el loads each over the one Emacs ships.
 """
 
 from __future__ import annotations
@@ -32,8 +36,8 @@ A_PY = "# GLM: rename foo to double\ndef foo(x):\n    return 2 * x\n"
 B_PY = "from pkg.a import foo\n\n\ndef twice(x):\n    return foo(foo(x))\n"
 
 pytestmark = pytest.mark.skipif(
-    shutil.which("emacs") is None or shutil.which("tmux") is None,
-    reason="needs emacs and tmux (apt-get install emacs-nox elpa-eglot tmux; .ci/run does)",
+    not all(shutil.which(tool) for tool in ("emacs", "emacsclient", "tmux")),
+    reason="needs emacs, emacsclient and tmux (apt-get install emacs-nox elpa-eglot tmux; .ci/run does)",
 )
 
 
@@ -224,12 +228,9 @@ def reply(*calls: str, done: str = "Done.") -> list[str]:
     return ["Editing.</think>" + "".join(calls), f"Finished.</think>{done}"]
 
 
-SCREENS: list[str] = []  # what the user saw, printed at the end for the closing note
-
-
 def shot(emacs: Emacs, label: str) -> str:
+    """What the user sees at this step, printed for `pytest -s` (the closing note's captures)."""
     screen = emacs.screen()
-    SCREENS.append(f"--- {label}\n{screen}")
     print(f"--- {label}\n{screen}")
     return screen
 
