@@ -83,7 +83,8 @@ async def _run(root: Path, model: Path, script: Path, samples: int) -> dict[str,
         await asyncio.wait_for(
             c.client.initialize_async(
                 lsp.InitializeParams(
-                    capabilities=lsp.ClientCapabilities(),
+                    # as our plugins: glm/stream, and the command waits for its result
+                    capabilities=lsp.ClientCapabilities(experimental={"glm": {"stream": True}}),
                     root_uri=root.as_uri(),
                     workspace_folders=[lsp.WorkspaceFolder(uri=root.as_uri(), name="ws")],
                 )

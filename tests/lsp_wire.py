@@ -31,6 +31,7 @@ CAPABILITIES = {
             "resourceOperations": ["create", "rename", "delete"],
         },
     },
+    "experimental": {"glm": {"stream": True}},  # as our plugins: glm/stream, results awaited
 }
 
 

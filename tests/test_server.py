@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 from lsprotocol import types as lsp
 from pygls.exceptions import JsonRpcException
@@ -35,6 +36,7 @@ WHOLE_REFACTORS = [
     "GLM: Add type hints",
     "GLM: Write tests for this",
 ]
+PLUGIN_EXPERIMENTAL = {"glm": {"stream": True}}  # what our VS Code and Neovim plugins declare
 
 
 def workspace(tmp: Path) -> Path:
@@ -56,6 +58,7 @@ class Recorder:
         self.events: list[str] = []
         self.decline = decline
         self.edit_seen = asyncio.Event()
+        self.encoding = "utf-16"  # the position encoding the server chose at initialize
         # Tests that play the user mid-edit return their own answer here (None: apply as usual).
         self.hook: Callable[[lsp.WorkspaceEdit], lsp.ApplyWorkspaceEditResult | None] | None = None
 
@@ -74,7 +77,14 @@ async def server(
     setup: Callable[[LanguageClient], None] | None = None,
     watched_dynamic: bool = False,
     edit_caps: lsp.WorkspaceEditClientCapabilities | None = None,
+    capabilities: lsp.ClientCapabilities | None = None,
+    stream: bool = True,
+    show_document: bool = False,
 ) -> AsyncIterator[tuple[LanguageClient, Recorder, Path]]:
+    """`capabilities`: all of the client's, instead of those made of `progress`, `edit_caps`,
+    `watched_dynamic` and `show_document` (e.g. pytest_lsp.client_capabilities("emacs"), a real
+    client's). `stream`: declare experimental.glm.stream as our plugins do (they wait for an agent
+    command's result and take glm/stream); False: a plain LSP client."""
     root = root or workspace(tmp)
     script = tmp / f"replies-{len(list(tmp.glob('replies-*')))}.json"
     script.write_text(json.dumps(replies))
@@ -115,11 +125,16 @@ async def server(
             return answer
         if rec.decline:
             return lsp.ApplyWorkspaceEditResult(applied=False, failure_reason=rec.decline)
-        applied, reason = apply_workspace_edit(params.edit)
+        applied, reason = apply_workspace_edit(params.edit, encoding=rec.encoding)
         return lsp.ApplyWorkspaceEditResult(applied=applied, failure_reason=reason)
 
-    caps = lsp.ClientCapabilities(
-        window=lsp.WindowClientCapabilities(work_done_progress=progress),
+    caps = capabilities or lsp.ClientCapabilities(
+        window=lsp.WindowClientCapabilities(
+            work_done_progress=progress,
+            show_document=lsp.ShowDocumentClientCapabilities(support=True)
+            if show_document
+            else None,
+        ),
         workspace=lsp.WorkspaceClientCapabilities(
             apply_edit=True,
             workspace_edit=edit_caps
@@ -136,9 +151,11 @@ async def server(
             ),
         ),
     )
+    if stream:
+        caps = attrs.evolve(caps, experimental={**(caps.experimental or {}), **PLUGIN_EXPERIMENTAL})
     if setup is not None:
         setup(client)
-    await asyncio.wait_for(
+    initialized = await asyncio.wait_for(
         client.initialize_session(
             lsp.InitializeParams(
                 capabilities=caps,
@@ -151,6 +168,8 @@ async def server(
         ),
         TIMEOUT,
     )
+    encoding = initialized.capabilities.position_encoding
+    rec.encoding = str(getattr(encoding, "value", encoding) or "utf-16")
     try:
         yield client, rec, root
     finally:

@@ -153,7 +153,16 @@ async def drive(root: Path, server_cmd: list[str], timeout: float | None) -> int
                 lsp.InitializeParams(
                     capabilities=lsp.ClientCapabilities(
                         window=lsp.WindowClientCapabilities(work_done_progress=True),
-                        workspace=lsp.WorkspaceClientCapabilities(apply_edit=True),
+                        workspace=lsp.WorkspaceClientCapabilities(
+                            apply_edit=True,
+                            # apply_workspace_edit takes documentChanges and file operations
+                            workspace_edit=lsp.WorkspaceEditClientCapabilities(
+                                document_changes=True,
+                                resource_operations=list(lsp.ResourceOperationKind),
+                            ),
+                        ),
+                        # as our plugins: it prints glm/stream and waits for each result
+                        experimental={"glm": {"stream": True}},
                     ),
                     root_uri=root.as_uri(),
                     workspace_folders=[lsp.WorkspaceFolder(uri=root.as_uri(), name=root.name)],

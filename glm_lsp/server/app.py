@@ -26,8 +26,15 @@ from glm_lsp.core.settings import SettingsState
 from glm_lsp.core.worker import Job, Worker, wait_from_worker
 from glm_lsp.runtime.base import Cancelled
 from glm_lsp.sandbox.permissions import ALLOW_ALWAYS, ALLOW_ONCE, DENY, always_label
-from glm_lsp.server.lsp_edits import annotations, stale_open_docs, to_document_changes
+from glm_lsp.server.lsp_edits import (
+    EditCapabilities,
+    annotations,
+    stale_open_docs,
+    to_workspace_edit,
+    unsupported,
+)
 from glm_lsp.state_files import foreign_note
+from glm_lsp.wire.commands import STREAM_CAPABILITY
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +195,9 @@ class GlmServer(LanguageServer):
         self.worker = Worker()
         self.pending_messages: list[str] = []
         self.watch_registration: asyncio.Future[None] | None = None  # kept so it is not collected
+        # Agent requests answered at once (a client without the stream capability), until they
+        # end; kept so their tasks are not collected and glm.cancel finds them before they queue.
+        self.detached: dict[Job, tuple[Path, asyncio.Task[None]]] = {}
 
     def report_server_error(self, error: Exception, source: Any) -> None:
         # pygls would also pop up "Error in server" for a request the client got an answer to.
@@ -205,6 +215,18 @@ class GlmServer(LanguageServer):
 
     def show_error(self, message: str) -> None:
         self.window_show_message(lsp.ShowMessageParams(type=lsp.MessageType.Error, message=message))
+
+    # -- what the client takes -----------------------------------------------------------------
+    def streams(self) -> bool:
+        """The client declared `experimental.glm.stream` (our plugins): it takes glm/stream
+        and waits for an agent command's result; any other client gets it answered at once."""
+        experimental = self.client_capabilities.experimental
+        glm = experimental.get(STREAM_CAPABILITY) if isinstance(experimental, dict) else None
+        return isinstance(glm, dict) and glm.get("stream") is True
+
+    def shows_documents(self) -> bool:
+        window = self.client_capabilities.window
+        return bool(window and window.show_document and window.show_document.support)
 
     # -- folders -------------------------------------------------------------------------------
     def folder_roots(self) -> list[Path]:
@@ -246,13 +268,18 @@ class GlmServer(LanguageServer):
         return self.folder(roots[0]) if roots else None
 
     # -- cancellation --------------------------------------------------------------------------
+    def jobs(self) -> list[Job]:
+        """The worker's jobs and the answered ones that have not reached it yet."""
+        jobs = self.worker.jobs()
+        return jobs + [job for job in self.detached if job not in jobs]
+
     def cancel_request(self, msg_id: Any) -> None:
         for job in self.worker.jobs():
             if job.msg_id == msg_id:
                 job.cancel.set()
 
     def cancel_token(self, token: Any) -> None:
-        for job in self.worker.jobs():
+        for job in self.jobs():
             if job.token is not None and job.token == token:
                 job.cancel.set()
 
@@ -262,10 +289,34 @@ class GlmServer(LanguageServer):
         return self.settings.review == "preview" and self.annotates()
 
     def annotates(self) -> bool:
-        """The client asks the user before a change annotated `needsConfirmation`."""
+        """The client asks the user before a change annotated `needsConfirmation` (annotations
+        travel in documentChanges only)."""
         workspace = self.client_capabilities.workspace
         edit_caps = workspace.workspace_edit if workspace else None
-        return edit_caps is not None and edit_caps.change_annotation_support is not None
+        return (
+            edit_caps is not None
+            and bool(edit_caps.document_changes)
+            and edit_caps.change_annotation_support is not None
+        )
+
+    def edit_capabilities(self) -> EditCapabilities:
+        """What the client's workspace/applyEdit takes, and the position encoding pygls
+        negotiated at initialize (the client's first choice it knows, else UTF-16)."""
+        workspace = self.client_capabilities.workspace
+        edit_caps = workspace.workspace_edit if workspace else None
+        try:
+            negotiated = self.workspace.position_encoding
+        except RuntimeError:  # not initialized
+            negotiated = None
+        encoding = str(getattr(negotiated, "value", negotiated) or "utf-16")
+        if edit_caps is None:
+            return EditCapabilities(position_encoding=encoding)
+        operations = edit_caps.resource_operations or []
+        return EditCapabilities(
+            document_changes=bool(edit_caps.document_changes),
+            resource_operations=frozenset(str(getattr(k, "value", k)) for k in operations),
+            position_encoding=encoding,
+        )
 
     async def confirm_sensitive(self, paths: list[str], label: str) -> bool:
         """window/showMessageRequest for a client that cannot annotate: apply or not."""
@@ -302,6 +353,10 @@ class GlmServer(LanguageServer):
                 f"changed since the agent read them: {', '.join(stale)}; "
                 "glm.retry merges the edit onto the current text",
             )
+        caps = self.edit_capabilities()
+        refused = unsupported(change_set, caps)
+        if refused:  # checked before anything is sent: never a partly applied edit
+            return ApplyReport(False, refused)
         review = review and self.reviews()
         # A file that runs code on its own (sensitive.py) is never written unasked, whatever
         # the `review` setting: annotated for confirmation, else asked in a message.
@@ -316,10 +371,9 @@ class GlmServer(LanguageServer):
                 )
             only_sensitive = False
         review = review or only_sensitive
-        changes = to_document_changes(
-            folder.client_root, change_set, folder.open_doc, annotated=review
+        edit = to_workspace_edit(
+            folder.client_root, change_set, folder.open_doc, caps, annotated=review
         )
-        edit = lsp.WorkspaceEdit(document_changes=changes)
         if review:
             edit.change_annotations = annotations(
                 change_set, change_set.summary_text or label, only_sensitive=only_sensitive
@@ -429,6 +483,8 @@ class GlmServer(LanguageServer):
             return None
 
     def stop(self) -> None:
+        for job in self.detached:
+            job.cancel.set()
         self.worker.shutdown()
         for folder in self.folders.values():
             folder.stop()

@@ -1,6 +1,7 @@
 """The client side of `workspace/applyEdit`, for the demo and tests (editors do this themselves).
 
-Applies `documentChanges` in order to files on disk; positions are UTF-16 code units.
+Applies `documentChanges` in order (or a `changes` map) to files on disk; positions are in the
+negotiated encoding's code units (UTF-16 unless the server chose another).
 """
 
 from __future__ import annotations
@@ -15,7 +16,15 @@ from pygls.uris import to_fs_path
 from glm_lsp import textfile
 
 
-def _offset(text: str, pos: lsp.Position) -> int:
+def _char_units(ch: str, encoding: str) -> int:
+    if encoding == "utf-8":
+        return len(ch.encode("utf-8"))
+    if encoding == "utf-32":
+        return 1
+    return 2 if ord(ch) > 0xFFFF else 1
+
+
+def _offset(text: str, pos: lsp.Position, encoding: str) -> int:
     lines = text.splitlines(keepends=True)
     if pos.line >= len(lines):
         return len(text)
@@ -24,13 +33,24 @@ def _offset(text: str, pos: lsp.Position) -> int:
     for i, ch in enumerate(lines[pos.line]):
         if units >= pos.character:
             return offset + i
-        units += 2 if ord(ch) > 0xFFFF else 1
+        units += _char_units(ch, encoding)
     return offset + len(lines[pos.line])
 
 
-def apply_text_edits(text: str, edits: Sequence[lsp.TextEdit | lsp.AnnotatedTextEdit]) -> str:
+def apply_text_edits(
+    text: str,
+    edits: Sequence[lsp.TextEdit | lsp.AnnotatedTextEdit],
+    encoding: str = "utf-16",
+) -> str:
     spans = sorted(
-        ((_offset(text, e.range.start), _offset(text, e.range.end), e.new_text) for e in edits),
+        (
+            (
+                _offset(text, e.range.start, encoding),
+                _offset(text, e.range.end, encoding),
+                e.new_text,
+            )
+            for e in edits
+        ),
         key=lambda s: (s[0], s[1]),
         reverse=True,
     )
@@ -52,11 +72,17 @@ def _all(_path: Path, _index: int | None) -> bool:
     return True
 
 
-def apply_workspace_edit(edit: lsp.WorkspaceEdit, keep: Keep = _all) -> tuple[bool, str | None]:
+def apply_workspace_edit(
+    edit: lsp.WorkspaceEdit, keep: Keep = _all, encoding: str = "utf-16"
+) -> tuple[bool, str | None]:
     """Apply in order; (False, reason) on the first change that cannot be done. `keep` plays
     a user reviewing an annotated edit: what it leaves out is not applied, the answer is still
     applied: true (as VS Code's Refactor Preview answers)."""
-    for change in edit.document_changes or []:
+    document_changes = list(edit.document_changes or [])
+    for uri, text_edits in (edit.changes or {}).items():  # the form without documentChanges
+        identifier = lsp.OptionalVersionedTextDocumentIdentifier(uri=uri, version=None)
+        document_changes.append(lsp.TextDocumentEdit(text_document=identifier, edits=text_edits))
+    for change in document_changes:
         if not isinstance(change, lsp.TextDocumentEdit):
             target = change.new_uri if isinstance(change, lsp.RenameFile) else change.uri
             if not keep(_path(target), None):
@@ -92,7 +118,7 @@ def apply_workspace_edit(edit: lsp.WorkspaceEdit, keep: Keep = _all) -> tuple[bo
             # As an editor does: the BOM kept aside, line endings as they are.
             text = path.read_bytes().decode("utf-8")
             bom = textfile.BOM if text.startswith(textfile.BOM) else ""
-            new = bom + apply_text_edits(text.removeprefix(bom), edits)
+            new = bom + apply_text_edits(text.removeprefix(bom), edits, encoding)
             path.write_bytes(new.encode("utf-8"))
     return True, None
 

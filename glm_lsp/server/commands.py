@@ -5,18 +5,21 @@ streaming and JSON-RPC errors."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
+from lsprotocol import types as lsp
 from pygls.exceptions import JsonRpcRequestCancelled, JsonRpcServerError
 
 from glm_lsp.agent.session import Outcome
 from glm_lsp.core.folder import Folder
-from glm_lsp.core.requests import KINDS, arguments, build_request, folder_of
+from glm_lsp.core.requests import KINDS, Target, arguments, build_request, folder_of
 from glm_lsp.core.results import agent_result, logged_stats, thinking_turns
 from glm_lsp.core.worker import Job
 from glm_lsp.memory.thinking_log import ThinkingLog
 from glm_lsp.runtime.base import BackendError, Cancelled
 from glm_lsp.runtime.factory import uses_host
+from glm_lsp.server.answers import deliver
 from glm_lsp.server.app import GlmServer
 from glm_lsp.server.jobs import Progress, StreamRelay
 from glm_lsp.wire.commands import (
@@ -25,11 +28,13 @@ from glm_lsp.wire.commands import (
     EditResult,
     McpServerStatus,
     ResetResult,
+    StartedResult,
     StatusResult,
     ThinkingTurn,
 )
 from glm_lsp.wire.converter import converter
 
+log = logging.getLogger(__name__)
 BACKEND_ERROR = -32001
 TITLES = {
     "explain": "GLM: Explain",
@@ -41,13 +46,50 @@ TITLES = {
 
 async def run_agent(
     ls: GlmServer, command: str, args: tuple[Any, ...]
-) -> AnswerResult | EditResult:
+) -> AnswerResult | EditResult | StartedResult:
+    """Our plugins (the stream capability) wait for the result; any other client gets it answered
+    at once and the outcome the standard way (answers.py), so no request holds its editor."""
+    target = build_request(ls, command, args)  # bad arguments are an error either way
+    if ls.streams():
+        job = Job(command, msg_id=ls.protocol.msg_id)
+        return (await _run(ls, command, target, job))[1]
+    job = Job(command)  # answered: only glm.cancel and the progress token can reach it
+    root = target.folder.root
+    ahead = sum(1 for r, _task in ls.detached.values() if r == root)
+    turn = log_of(ls, target.folder).next_turn() + ahead
+    status = "queued" if ls.jobs() else "started"
+    task = asyncio.ensure_future(_detached(ls, command, target, job))
+    ls.detached[job] = (root, task)
+    task.add_done_callback(lambda _t: ls.detached.pop(job, None))
+    return StartedResult(turn, status)
+
+
+async def _detached(ls: GlmServer, command: str, target: Target, job: Job) -> None:
+    title = TITLES[KINDS[command]]
+    try:
+        outcome, result = await _run(ls, command, target, job)
+    except JsonRpcRequestCancelled as exc:
+        ls.window_show_message(lsp.ShowMessageParams(type=lsp.MessageType.Info, message=str(exc)))
+        return
+    except JsonRpcServerError as exc:
+        ls.show_error(f"{title}: {exc.message}")
+        return
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # nobody waits for an answer: the user must see it
+        log.exception("%s failed", command)
+        ls.show_error(f"{title} failed: {exc}")
+        return
+    await deliver(ls, log_of(ls, target.folder).state_dir, title, outcome, result)
+
+
+async def _run(
+    ls: GlmServer, command: str, target: Target, job: Job
+) -> tuple[Outcome, AnswerResult | EditResult]:
     kind = KINDS[command]
-    target = build_request(ls, command, args)
     folder, request = target.folder, target.request
-    job = Job(command, msg_id=ls.protocol.msg_id)
     progress = Progress(ls, TITLES[kind])
-    relay = StreamRelay(ls, job, progress)
+    relay = StreamRelay(ls, job, progress, stream=ls.streams())
     loop = asyncio.get_running_loop()
     waiting = ls.worker.busy or ls.worker.queued > 0
     job.token = await progress.begin(
@@ -86,7 +128,7 @@ async def run_agent(
         relay.flush()
         progress.end(end_message)
     folder.last_stats = outcome.result.stats
-    return agent_result(folder, kind, outcome)
+    return outcome, agent_result(folder, kind, outcome)
 
 
 def log_of(ls: GlmServer, folder: Folder) -> ThinkingLog:
@@ -97,7 +139,7 @@ def log_of(ls: GlmServer, folder: Folder) -> ThinkingLog:
 
 async def cancel(ls: GlmServer, command: str, args: tuple[Any, ...]) -> CancelResult:
     arguments(command, args)
-    jobs = ls.worker.jobs()
+    jobs = ls.jobs()
     for job in jobs:
         job.cancel.set()
     return CancelResult(len(jobs))

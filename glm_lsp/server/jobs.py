@@ -23,17 +23,28 @@ if TYPE_CHECKING:
 
 PERCENT = re.compile(r"\((\d{1,3})%\)$")
 FLUSH_S = 0.03  # stream deltas are sent at most this late, so a client is not flooded per token
+TAIL_S = 0.25  # a plain client's progress shows the latest streamed words this often
+TAIL_CHARS = 60
+# A plain client sees the stream in the progress message: what the model is doing, then its words.
+LABELS = {"thinking": "thinking…", "writing": "writing…"}
+DELTA_LABELS = {"reasoning": "thinking…", "content": "writing…"}
 
 
 class StreamRelay:
-    """Sends `glm/stream` notifications in order, joining deltas of one kind for ~30 ms."""
+    """Sends `glm/stream` notifications in order, joining deltas of one kind for ~30 ms; for a
+    client without the stream capability (`stream` False) the deltas go into the work-done
+    progress message instead ("thinking… <its latest words>")."""
 
-    def __init__(self, server: GlmServer, job: Job, progress: Progress) -> None:
+    def __init__(
+        self, server: GlmServer, job: Job, progress: Progress, stream: bool = True
+    ) -> None:
         self.server, self.job, self.progress = server, job, progress
+        self.stream = stream
         self.loop = asyncio.get_running_loop()
         self.kind = ""
         self.parts: list[str] = []
         self.timer: asyncio.TimerHandle | None = None
+        self.tail = ""  # a plain client's latest streamed words
 
     def sink(self, kind: str, text: str) -> None:
         """Called on the worker thread: hand over to the loop, keeping order."""
@@ -44,7 +55,10 @@ class StreamRelay:
             kind = "tool_result"
         if kind == "progress":
             self.flush()
-            self.progress.report(text)
+            self.progress.report(text if self.stream else LABELS.get(text, text))
+            return
+        if not self.stream:
+            self.carry(kind, text)
             return
         if kind != self.kind:
             self.flush()
@@ -55,10 +69,30 @@ class StreamRelay:
         elif self.timer is None:
             self.timer = self.loop.call_later(FLUSH_S, self.flush)
 
+    def carry(self, kind: str, text: str) -> None:
+        """A plain client: reasoning and answer text as the progress message, at most every
+        TAIL_S (tool calls and results have their own progress message)."""
+        if kind not in DELTA_LABELS:
+            return
+        if kind != self.kind:
+            self.tail = ""
+        self.kind = kind
+        self.tail = (self.tail + text)[-4 * TAIL_CHARS :]
+        if self.timer is None:
+            self.timer = self.loop.call_later(TAIL_S, self.report_tail)
+
+    def report_tail(self) -> None:
+        self.timer = None
+        words = " ".join(self.tail.split())[-TAIL_CHARS:]
+        if words:
+            self.progress.report(f"{DELTA_LABELS[self.kind]} {words}")
+
     def flush(self) -> None:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        if not self.stream:  # what follows a step starts a new tail
+            self.kind, self.tail = "", ""
         if self.parts:
             text, self.parts = "".join(self.parts), []
             note = StreamNotification(self.job.turn, self.kind, text)  # type: ignore[arg-type]

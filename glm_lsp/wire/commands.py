@@ -157,6 +157,21 @@ class EditResult:
     verification: Verification | None = None
 
 
+@wire(forbid_extra=True)
+@attrs.frozen
+class StartedResult:
+    """glm.explain/refactor/fix/ask for a client that did not declare
+    `capabilities.experimental.glm.stream` (any editor but our plugins): answered at once, so no
+    request holds the editor. `turn`: the turn the request expects to log (numbered when it runs);
+    `status`: "queued" behind another request, else "started". The outcome comes the standard
+    way: edits by workspace/applyEdit, the answer or summary as a markdown document opened with
+    window/showDocument (else window/showMessage + window/logMessage), failures by
+    window/showMessage, the streamed steps in the work-done progress; glm.cancel stops it."""
+
+    turn: int
+    status: Literal["started", "queued"]
+
+
 @wire(omit_defaults=True, forbid_extra=True)
 @attrs.frozen
 class EditReply:
@@ -230,17 +245,22 @@ class StreamNotification:
 STREAM_METHOD = "glm/stream"
 
 
+STREAM_CAPABILITY = "glm"  # capabilities.experimental.glm = {"stream": true}: our plugins
+
+
 @attrs.frozen
 class Command:
     arguments: type
     result: Any
+    # the result a client without the stream capability gets at once (the agent commands)
+    started: type | None = None
 
 
 COMMANDS: dict[str, Command] = {
-    "glm.explain": Command(ExplainArgs, AnswerResult),
-    "glm.refactor": Command(RefactorArgs, EditResult),
-    "glm.fix": Command(FixArgs, EditResult),
-    "glm.ask": Command(AskArgs, AnswerResult),
+    "glm.explain": Command(ExplainArgs, AnswerResult, StartedResult),
+    "glm.refactor": Command(RefactorArgs, EditResult, StartedResult),
+    "glm.fix": Command(FixArgs, EditResult, StartedResult),
+    "glm.ask": Command(AskArgs, AnswerResult, StartedResult),
     "glm.cancel": Command(CancelArgs, CancelResult),
     "glm.status": Command(FolderArgs, StatusResult),
     "glm.thinking.show": Command(ShowArgs, list[ThinkingTurn]),

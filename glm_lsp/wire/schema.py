@@ -88,6 +88,7 @@ def schema() -> dict[str, Any]:
     defs: dict[str, Any] = {}
     commands = {
         name: {"arguments": _type(c.arguments, defs), "result": _type(c.result, defs)}
+        | ({"startedResult": _type(c.started, defs)} if c.started else {})
         for name, c in COMMANDS.items()
     }
     return {

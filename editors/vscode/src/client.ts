@@ -3,6 +3,7 @@
 
 import type { ProgressToken, WorkDoneProgressBegin, WorkDoneProgressEnd, WorkDoneProgressReport } from 'vscode-languageclient/node';
 import { LanguageClient, type LanguageClientOptions, type ServerOptions } from 'vscode-languageclient/node';
+import { glmFeature } from './capabilities';
 import type { InitializationOptions, ServerCommand } from './settings';
 
 export interface ClientHooks {
@@ -50,5 +51,7 @@ export function createClient(
     },
   };
   // Client id `glm` makes the client read `glm.trace.server`.
-  return new LanguageClient('glm', 'GLM', serverOptions, clientOptions);
+  const client = new LanguageClient('glm', 'GLM', serverOptions, clientOptions);
+  client.registerFeature(glmFeature); // capabilities.experimental.glm: stream, results awaited
+  return client;
 }

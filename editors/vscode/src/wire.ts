@@ -326,6 +326,14 @@ export interface ShowArgs {
   uri?: string | null;
 }
 
+/** glm.explain/refactor/fix/ask for a client that did not declare `capabilities.experimental.glm.stream` (any editor but our plugins): answered at once, so no request holds the editor. `turn`: the turn the request expects to log (numbered when it runs); `status`: "queued" behind another request, else "started". The outcome comes the standard way: edits by workspace/applyEdit, the answer or summary as a markdown document opened with window/showDocument (else window/showMessage + window/logMessage), failures by window/showMessage, the streamed steps in the work-done progress; glm.cancel stops it. */
+export interface StartedResult {
+  /** a whole number */
+  turn: number;
+  /** "started", "queued" */
+  status: "started" | "queued";
+}
+
 /** the README's LSP commands: reusedTokens + prefilledTokens == promptTokens. */
 export interface Stats {
   /** a whole number */

@@ -89,6 +89,9 @@ local function lsp_config(opts)
     -- (section `glm`) and is sent as didChangeConfiguration after initialize.
     init_options = settings,
     settings = { glm = settings },
+    -- Tells glm-lsp this is our plugin: it takes glm/stream and waits for a command's result
+    -- (Neovim deep-merges this into its default capabilities); plain clients get them at once.
+    capabilities = { experimental = { glm = { stream = true } } },
     handlers = {
       ['glm/stream'] = function(_, params)
         require('glm_lsp.float').stream(params)
