@@ -14,10 +14,6 @@
       create-lockfiles nil
       ring-bell-function #'ignore
       native-comp-async-report-warnings-errors 'silent)
-;; The test reads state with emacsclient; what the user sees it reads from the tmux screen.
-(setq server-socket-dir "@SOCKDIR@")
-(server-start)
-
 ;; The server program: each project's replies file is set by the test before `M-x eglot'.
 (defvar glm-test-replies nil)
 (add-to-list 'eglot-server-programs
@@ -25,4 +21,8 @@
                                 (list @PYTHON@ "-m" "glm_lsp.cli" "serve"
                                       "--model" "@MODEL@"
                                       "--scripted-replies" glm-test-replies))))
-(message "glm-test init done")
+
+;; The test reads state with emacsclient; what the user sees it reads from the tmux screen;
+;; the test starts once this server answers, so it comes last.
+(setq server-socket-dir "@SOCKDIR@")
+(server-start)
