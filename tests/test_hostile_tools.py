@@ -563,7 +563,12 @@ def test_hostile_calls_inside_a_real_run_and_the_request_goes_on(
     after = snapshot(tmp_path)
     changed = {k for k in world.before.keys() | after.keys() if world.before.get(k) != after.get(k)}
     # The log of this request, written by glm-lsp; its undo record is in the user's state.
-    assert changed == {"ws/src/a.py", "ws/.glm-lsp/thinking.jsonl"}, changed
+    # the edit, the log, and the lock that makes requests on the conversation take turns
+    assert changed == {
+        "ws/src/a.py",
+        "ws/.glm-lsp/thinking.jsonl",
+        "ws/.glm-lsp/conversation.lock",
+    }, changed
     assert (workspace_state(world.ws) / "edits.json").is_file()
     (record,) = [json.loads(line) for line in (world.ws / ".glm-lsp/thinking.jsonl").open()]
     results = [m["content"] for m in record["messages"] if m["role"] == "tool"]

@@ -91,7 +91,12 @@ local function lsp_config(opts)
     settings = { glm = settings },
     -- Tells glm-lsp this is our plugin: it takes glm/stream and waits for a command's result
     -- (Neovim deep-merges this into its default capabilities); plain clients get them at once.
-    capabilities = { experimental = { glm = { stream = true } } },
+    -- Neovim applies documentChanges (create, rename, delete, annotations: the review tab) but
+    -- does not declare it, and glm-lsp sends only what a client declares.
+    capabilities = {
+      experimental = { glm = { stream = true } },
+      workspace = { workspaceEdit = { documentChanges = true } },
+    },
     handlers = {
       ['glm/stream'] = function(_, params)
         require('glm_lsp.float').stream(params)
