@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from glm_lsp import __version__, state_files
+from glm_lsp import state_files
 from glm_lsp.config import Settings
 from glm_lsp.host import registry
 from glm_lsp.host.protocol import decode, encode
@@ -334,4 +334,4 @@ def host_request(op: str, payload: dict[str, Any] | None = None) -> Any:
         conn.close()
 
 
-__all__ = ["HostBackend", "__version__", "attach", "host_request"]
+__all__ = ["HostBackend", "attach", "host_request"]

@@ -256,7 +256,7 @@ class HostServer:
         kv_bits = spec.get("kvBits")
         if folder is not None and not Path(str(folder)).is_absolute():
             raise UsageError(f"conversation dir {folder!r} is not an absolute path")
-        key = (model, str(folder), kv_bits) if folder else ("connection", conn.id, model, kv_bits)
+        key = _conversation_key(conn, model, spec)
 
         def choose(loaded: Any) -> Any:
             return self.engine.conversation(
@@ -281,8 +281,7 @@ class HostServer:
 
     async def _save(self, conn: Connection, rid: Any, msg: dict[str, Any]) -> bool:
         model, spec = str(msg["model"]), msg.get("conversation") or {}
-        folder = spec.get("dir")
-        key = (model, str(folder), spec.get("kvBits"))
+        key = _conversation_key(conn, model, spec)
 
         def save() -> bool:
             conv = self.engine.conversations.get(key)
@@ -319,6 +318,13 @@ class HostServer:
             "clientKinds": sorted({kind for kind, _ in clients}),
             **engine,
         }
+
+
+def _conversation_key(conn: Connection, model: str, spec: dict[str, Any]) -> tuple[Any, ...]:
+    """One conversation per (model, folder, kvBits), whoever asks; without a folder, the
+    connection's own."""
+    folder, kv_bits = spec.get("dir"), spec.get("kvBits")
+    return (model, str(folder), kv_bits) if folder else ("connection", conn.id, model, kv_bits)
 
 
 def _hold_run_lock(path: Path) -> int:
