@@ -161,9 +161,10 @@ async def test_two_language_servers_on_one_workspace_keep_one_coherent_conversat
     records = [json.loads(line) for line in lines]
     assert [r["turn"] for r in records] == [1, 2]
     # The later request continued the earlier one's conversation, in the host's one KV cache.
-    earlier, later = status()["recent"][-2:]
-    assert later["reusedTokens"] >= earlier["promptTokens"] + earlier["generatedTokens"] - 1
-    assert loads() == [1]
+    recent = status()["recent"]
+    earlier, later = recent[-2:]
+    assert later["reusedTokens"] >= earlier["promptTokens"] + earlier["generatedTokens"] - 1, recent
+    assert loads() == [1], status()
 
 
 async def test_a_cancel_frees_the_model_at_once_for_another_client_waiting_its_turn(
