@@ -143,15 +143,24 @@ def _round_up(x: int, m: int = Q_GROUP_SIZE) -> int:
 
 
 def model_config(
-    hidden: int, layers: int, experts: int, vocab_size: int, kv_heads: int | None = None
+    hidden: int,
+    layers: int,
+    experts: int,
+    vocab_size: int,
+    kv_heads: int | None = None,
+    heads: int | None = None,
 ) -> dict[str, Any]:
     """glm4_moe config with GLM-4.7's proportions scaled down (heads*head_dim = 2x hidden).
-    `kv_heads`: e.g. 2, so tensor parallelism over two ranks can split them (default 1/8)."""
+    `kv_heads`: e.g. 2, so tensor parallelism over two ranks can split them (default 1/8).
+    `heads`: fewer attention heads than the proportions give; on a CPU with reference BLAS
+    attention is most of a long prefill, so the test suite's model has as few as it can."""
     if hidden < 64 or hidden % Q_GROUP_SIZE:
         raise ValueError(f"hidden must be a multiple of {Q_GROUP_SIZE} and at least 64.")
     if layers < 1 or experts < 2:
         raise ValueError("layers must be at least 1 and experts at least 2.")
-    heads = max(2, 2 * hidden // HEAD_DIM)
+    if heads is not None and heads < 1:
+        raise ValueError("heads must be at least 1.")
+    heads = heads or max(2, 2 * hidden // HEAD_DIM)
     if kv_heads is not None and not 1 <= kv_heads <= heads:
         raise ValueError(f"kv_heads must be from 1 to the {heads} attention heads.")
     kv_heads = kv_heads or max(1, heads // 8)
@@ -218,10 +227,16 @@ def _tokenizer_config(tok: Any) -> dict[str, Any]:
 
 
 def _params(
-    seed: int, hidden: int, layers: int, experts: int, kv_heads: int | None = None
+    seed: int,
+    hidden: int,
+    layers: int,
+    experts: int,
+    kv_heads: int | None = None,
+    heads: int | None = None,
 ) -> dict[str, Any]:
     template_sha = hashlib.sha256(chat_template().encode()).hexdigest()[:16]
     extra = {"kv_heads": kv_heads} if kv_heads else {}  # unchanged markers for older builds
+    extra |= {"heads": heads} if heads else {}
     return extra | {
         "version": BUILD_VERSION,
         "seed": seed,
@@ -240,6 +255,7 @@ def make_tiny_model(
     layers: int = 2,
     experts: int = 4,
     kv_heads: int | None = None,
+    heads: int | None = None,
 ) -> Path:
     """Write the tiny model into out_dir (created if needed, files overwritten) and return it.
 
@@ -250,7 +266,7 @@ def make_tiny_model(
     from mlx_lm.utils import quantize_model, save_config, save_model
 
     out_dir = Path(out_dir)
-    config = model_config(hidden, layers, experts, VOCAB_SIZE, kv_heads)  # validates first
+    config = model_config(hidden, layers, experts, VOCAB_SIZE, kv_heads, heads)  # validates first
     tok = _build_tokenizer()
     config["vocab_size"] = _round_up(tok.get_vocab_size())
     stop_ids = [tok.token_to_id(t) for t in STOP_TOKENS]
@@ -279,7 +295,7 @@ def make_tiny_model(
         out_dir / "generation_config.json",
         {"eos_token_id": stop_ids, "pad_token_id": stop_ids[0], "temperature": 1.0, "top_p": 0.95},
     )
-    _write_json(out_dir / MARKER, _params(seed, hidden, layers, experts, kv_heads))
+    _write_json(out_dir / MARKER, _params(seed, hidden, layers, experts, kv_heads, heads))
     return out_dir
 
 
@@ -319,6 +335,7 @@ def ensure_tiny_model(cache_dir: Path, **kw: Any) -> Path:
     params = _params(**opts)
     cache_dir = Path(cache_dir)
     name = "glm4-moe-tiny-s{seed}-h{hidden}-l{layers}-e{experts}".format(**opts)
+    name += f"-a{opts['heads']}" if opts.get("heads") else ""
     target = cache_dir / (name + (f"-kv{opts['kv_heads']}" if opts.get("kv_heads") else ""))
     if _is_built(target, params):
         return target

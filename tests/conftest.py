@@ -15,10 +15,12 @@ from glm_lsp.tiny_model import ensure_tiny_model
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny model directory for mlx_lm.load; set GLM_LSP_TEST_CACHE to reuse it across runs."""
+    """A tiny model directory for mlx_lm.load; set GLM_LSP_TEST_CACHE to reuse it across runs.
+    One attention head: attention is most of a long prompt's prefill on this CPU (reference BLAS),
+    and nearly every test prefills the agent's ~2,600-token prompt (7 s with 4 heads, 3 s with 1)."""
     cache = os.environ.get("GLM_LSP_TEST_CACHE")
     root = Path(cache) if cache else tmp_path_factory.mktemp("tiny-model")
-    return ensure_tiny_model(root)
+    return ensure_tiny_model(root, heads=1)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -388,7 +388,8 @@ def test_kv_cache_of_a_model_reconverted_in_place_is_not_reused(
         explain(client, root)
     finally:
         client.close()
-    other = make_tiny_model(tmp_path / "other", seed=1)
+    heads = json.loads((tiny_model_dir / "config.json").read_text())["num_attention_heads"]
+    other = make_tiny_model(tmp_path / "other", seed=1, heads=heads)  # same shape, other weights
     for weights in other.glob("*.safetensors"):
         shutil.copy(weights, model / weights.name)
     client = start_server(tmp_path, model, root, ["Two."])

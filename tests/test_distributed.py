@@ -268,7 +268,7 @@ def test_serve_pipeline_over_tcp_answers_a_refactor_and_reuses_both_ranks_caches
 
 def test_tensor_parallel_runs_scripted_replies_and_speculative_decoding(tmp_path: Path) -> None:
     cache = os.environ.get("GLM_LSP_TEST_CACHE")
-    model = ensure_tiny_model(Path(cache) if cache else tmp_path / "models", kv_heads=2)
+    model = ensure_tiny_model(Path(cache) if cache else tmp_path / "models", kv_heads=2, heads=2)
     root = workspace(tmp_path, "ws")
     replies = tmp_path / "replies.json"
     read = "Read.</think><tool_call>read_file<arg_key>path</arg_key><arg_value>a.py"
