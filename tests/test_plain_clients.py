@@ -115,6 +115,13 @@ async def test_without_show_document_messages_carry_the_answer_and_cancel_still_
         await until(lambda: len(client.messages) == 3)
         assert "cancelled" in client.messages[2].message
         assert (await command(client, "glm.status", {}))["busy"] is False
+        # Every progress ended, however its request ended: a client shows none left over.
+        ends = [r[-1] for r in client.progress_reports.values()]
+        assert [(e.kind, e.message) for e in ends] == [
+            ("end", "done"),
+            ("end", "cancelled"),
+            ("end", "cancelled"),
+        ]
         assert [t["turn"] for t in await command(client, "glm.thinking.show", {})] == [1]
         assert rec.stream == [] and rec.edits == []
 
