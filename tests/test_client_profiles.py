@@ -16,7 +16,7 @@ from pytest_lsp import LanguageClient, client_capabilities
 
 from glm_lsp.glm.parse import tool_call_text
 from tests.test_plain_clients import ANSWER, ASK, progress_of
-from tests.test_server import command, server, until
+from tests.test_server import WHOLE_REFACTORS, command, open_doc, server, until
 
 FIXTURES = Path(__file__).parent / "fixtures" / "clients"
 C_PY = "C = 1\n"
@@ -85,6 +85,15 @@ async def test_each_client_gets_what_it_can_show(
         setup=accept_registrations,
     ) as (client, rec, root):
         assert rec.encoding == profile.encoding
+        # The menu holds only what runs whole: no "GLM: Refactor…" that would need a prompt.
+        actions = await client.text_document_code_action_async(
+            lsp.CodeActionParams(
+                lsp.TextDocumentIdentifier(open_doc(client, root, "pkg/a.py")),
+                lsp.Range(lsp.Position(0, 0), lsp.Position(2, 0)),
+                lsp.CodeActionContext(diagnostics=[]),
+            )
+        )
+        assert [a.title for a in actions] == ["GLM: Explain", *WHOLE_REFACTORS]
         started = await command(
             client, "glm.ask", {"question": "What does foo do?", "thinking": True}
         )
