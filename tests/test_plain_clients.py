@@ -115,6 +115,13 @@ async def test_without_show_document_messages_carry_the_answer_and_cancel_still_
         await until(lambda: len(client.messages) == 3)
         assert "cancelled" in client.messages[2].message
         assert (await command(client, "glm.status", {}))["busy"] is False
+        # Every progress ended, however its request ended: a client shows none left over.
+        ends = [r[-1] for r in client.progress_reports.values()]
+        assert [(e.kind, e.message) for e in ends] == [
+            ("end", "done"),
+            ("end", "cancelled"),
+            ("end", "cancelled"),
+        ]
         assert [t["turn"] for t in await command(client, "glm.thinking.show", {})] == [1]
         assert rec.stream == [] and rec.edits == []
 
@@ -150,3 +157,23 @@ async def test_a_plain_clients_progress_shows_the_latest_streamed_words() -> Non
         "thinking… " + ("The question is about foo; read a.py " + "x" * 80)[-60:],
         "read_file pkg/a.py",
     ]
+
+
+async def test_an_unexpected_failure_ends_the_progress_as_failed(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    blocker = tmp_path / "a-file"  # the state dir cannot be made under a file: an OSError
+    blocker.write_text("")
+    init = {"glm": {"stateDir": str(blocker / "state")}}
+    async with server(tmp_path, tiny_model_dir, [], stream=False, init_options=init) as (
+        client,
+        _rec,
+        _root,
+    ):
+        assert (await command(client, "glm.ask", {"question": "q"}))["status"] == "started"
+        await until(lambda: client.messages)
+        (failed,) = client.messages
+        assert failed.type == lsp.MessageType.Error
+        assert failed.message.startswith("GLM: Ask failed: ") and str(blocker) in failed.message
+        (reports,) = client.progress_reports.values()
+        assert (reports[-1].kind, reports[-1].message) == ("end", "failed")  # not "cancelled"

@@ -112,21 +112,22 @@ async def _run(
 
         return session.run(request, relay.sink, job.cancel, apply, ask, prompt, on_turn=numbered)
 
-    end_message = "cancelled"
+    end_message = "failed"  # any exception, not only a backend's, ends the progress as failed
     try:
         outcome = await ls.worker.run(job, work)
         end_message = "done"
     except asyncio.CancelledError:
+        end_message = "cancelled"
         job.cancel.set()
         raise
     except Cancelled:
+        end_message = "cancelled"
         raise JsonRpcRequestCancelled(f"{command} was cancelled; nothing was written") from None
     except BackendError as exc:
-        end_message = "failed"
         raise JsonRpcServerError(f"{command} failed: {exc}", BACKEND_ERROR) from None
     finally:
         relay.flush()
-        progress.end(end_message)
+        progress.end(end_message)  # every path ends the progress: no client keeps a stale one
     folder.last_stats = outcome.result.stats
     return outcome, agent_result(folder, kind, outcome)
 

@@ -149,10 +149,11 @@ def code_actions(ls: GlmServer, params: lsp.CodeActionParams) -> list[lsp.CodeAc
     if _wanted(EXPLAIN_KIND, only):
         actions.append(_action("GLM: Explain", EXPLAIN_KIND, "glm.explain", arg))
     if _wanted(lsp.CodeActionKind.RefactorRewrite, only):
-        # For clients that can ask for an instruction (our plugins do; the user may type one).
-        actions.append(
-            _action("GLM: Refactor…", lsp.CodeActionKind.RefactorRewrite, "glm.refactor", arg)
-        )
+        # Only our plugins ask for its instruction; anywhere else it could only fail.
+        if ls.streams():
+            actions.append(
+                _action("GLM: Refactor…", lsp.CodeActionKind.RefactorRewrite, "glm.refactor", arg)
+            )
         actions += _whole_refactors(ls, text, span, arg)
     diagnostics = params.context.diagnostics
     if diagnostics and _wanted(lsp.CodeActionKind.QuickFix, only):
