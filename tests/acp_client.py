@@ -37,6 +37,9 @@ class RecordingClient:
     def __init__(self, *, buffers: dict[str, str] | None = None, answers: list[str] | None = None):
         self.updates: list[tuple[str, Any]] = []
         self.permissions: list[Any] = []
+        # what came in order: ("update", update) and ("answer", option id) once a question is
+        # answered (the agent's next message can only follow the answer)
+        self.timeline: list[tuple[str, Any]] = []
         self.answers = list(answers or [])  # option ids, in order; empty: cancelled
         self.buffers = dict(buffers or {})  # absolute path -> unsaved text
         self.reads: list[str] = []
@@ -49,12 +52,14 @@ class RecordingClient:
 
     async def session_update(self, session_id: str, update: Any, **_: Any) -> None:
         self.updates.append((session_id, update))
+        self.timeline.append(("update", update))
 
     async def request_permission(self, session_id: str, tool_call: Any, options: list, **_: Any):
         self.permissions.append((tool_call, [o.option_id for o in options]))
         if not self.answers:
             return RequestPermissionResponse(outcome=DeniedOutcome(outcome="cancelled"))
         choice = self.answers.pop(0)
+        self.timeline.append(("answer", choice))
         return RequestPermissionResponse(
             outcome=AllowedOutcome(outcome="selected", option_id=choice)
         )
@@ -114,6 +119,28 @@ class RecordingClient:
 
     def messages(self) -> str:
         return "".join(u.content.text for u in self.of_kind("agent_message_chunk"))
+
+    def said_after_the_last_answer(self) -> str:
+        """The message text that came after the last permission answer."""
+        last = max(i for i, (what, _) in enumerate(self.timeline) if what == "answer")
+        return "".join(
+            u.content.text
+            for what, u in self.timeline[last:]
+            if what == "update" and u.session_update == "agent_message_chunk"
+        )
+
+    def edit_questions(self) -> list[tuple[str, str, str | None, str, list[str]]]:
+        """Each permission asked for an edit: (title, diff path, old text, new text, locations);
+        it fails unless the question carries exactly one diff."""
+        found = []
+        for tool_call, _ in self.permissions:
+            if tool_call.kind != "edit":
+                continue
+            (diff,) = tool_call.content  # one file's diff, nothing else
+            assert diff.type == "diff"
+            where = [loc.path for loc in tool_call.locations]
+            found.append((tool_call.title, diff.path, diff.old_text, diff.new_text, where))
+        return found
 
 
 def acp_command(model: Path, replies: Path, *flags: str) -> list[str]:

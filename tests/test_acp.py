@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from acp import RequestError, text_block
 
+from glm_lsp.agent.edit_store import EditStore
 from tests.acp_client import RecordingClient, acp_agent, acp_command, write_replies
 from tests.test_run_command import HAS_BWRAP
 
@@ -33,6 +34,8 @@ WRITE_B = (
 )
 DONE = "Both files agree.</think>I set A to 2 and added b.py, which builds on it."
 ANSWER = "A question about the same file.</think>A is 2 now."
+WRITE_PKG_B = WRITE_B.replace(">b.py<", ">pkg/b.py<")
+TURNED_DOWN = "Both were rejected.</think>You turned both changes down; nothing changed."
 
 
 @pytest.fixture
@@ -53,7 +56,7 @@ async def test_prompt_reads_the_buffer_asks_and_writes_two_files_through_the_cli
 ) -> None:
     replies = write_replies(tmp_path / "r.json", [READ, EDIT_A, WRITE_B, DONE])
     unsaved = {str(workspace / "a.py"): "A = 1  # unsaved\n"}
-    client = RecordingClient(buffers=unsaved, answers=["allow_once"])
+    client = RecordingClient(buffers=unsaved, answers=["allow_once", "allow_once"])
     async with acp_agent(client, acp_command(tiny_model_dir, replies)) as (conn, init, _):
         assert init.protocol_version == 1
         assert init.agent_capabilities.load_session is True
@@ -74,7 +77,6 @@ async def test_prompt_reads_the_buffer_asks_and_writes_two_files_through_the_cli
         ("read", "Read a.py"),
         ("edit", "Edit a.py"),
         ("edit", "Write b.py"),
-        ("edit", "Apply the edit to 2 file(s)"),
     ]
     assert starts[0].locations[0].path == str(workspace / "a.py")
     done = [u for u in client.of_kind("tool_call_update") if u.status == "completed"]
@@ -84,18 +86,36 @@ async def test_prompt_reads_the_buffer_asks_and_writes_two_files_through_the_cli
         "A = 1  # unsaved\n",
         "A = 2  # unsaved\n",
     )
-    # One question for the whole edit; the writes went through the client, unsaved text kept.
-    assert len(client.permissions) == 1
-    assert client.permissions[0][1] == ["allow_once", "allow_always", "reject_once"]
-    assert sorted(client.writes) == [
-        (str(workspace / "a.py"), "A = 2  # unsaved\n"),
-        (str(workspace / "b.py"), "from a import A\nB = A + 1\n"),
+    # One question per file, asked at its own tool call, with that file's diff and path alone.
+    a, b = str(workspace / "a.py"), str(workspace / "b.py")
+    assert client.edit_questions() == [
+        ("Edit a.py", a, "A = 1  # unsaved\n", "A = 2  # unsaved\n", [a]),
+        ("Create b.py", b, None, "from a import A\nB = A + 1\n", [b]),
     ]
+    assert [t.tool_call_id for t, _ in client.permissions] == [s.tool_call_id for s in starts[1:]]
+    for _, options in client.permissions:
+        assert options == ["allow_once", "allow_always", "reject_once"]
+    # The final answer only after the last answer to a question.
+    assert client.said_after_the_last_answer() == (
+        "I set A to 2 and added b.py, which builds on it."
+    )
+    # Each written through the client once approved, unsaved text kept.
+    assert client.writes == [(a, "A = 2  # unsaved\n"), (b, "from a import A\nB = A + 1\n")]
     assert str(workspace / "a.py") in client.reads
     # The same preserved-thinking log as the LSP path, in the session's own folder.
     (record,) = log_of(workspace, session.session_id)
     assert record["command"] == "session/prompt" and record["prompt"] == "Set A to 2 and add b.py"
     assert record["applied"] is True and record["thinking"] == "enabled"
+    assert [(c["path"], c["applied"]) for c in record["changes"]] == [
+        ("b.py", True),
+        ("a.py", True),
+    ]
+    tool_results = [m["content"] for m in record["messages"] if m["role"] == "tool"]
+    assert tool_results[1].endswith("the user approved this change to a.py; it is saved")
+    # The turn's edits are one undo record.
+    undo = EditStore(workspace).applied
+    assert undo is not None and undo.turn == 1
+    assert sorted(c.path for c in undo.change_set.changes) == ["a.py", "b.py"]
     assert reply.field_meta["glm"]["stats"] == record["stats"]
     assert not (workspace / ".glm-lsp" / "thinking.jsonl").exists()  # the LSP's is untouched
 
@@ -108,20 +128,32 @@ async def test_load_replays_the_reasoning_and_the_next_prompt_reuses_the_persist
     async with acp_agent(client, acp_command(tiny_model_dir, first)) as (conn, _, _):
         session = await conn.new_session(cwd=str(workspace), mcp_servers=[])
         sid = session.session_id
-        await conn.prompt(session_id=sid, prompt=[text_block("Set A to 2")])
+        await conn.prompt(session_id=sid, prompt=[text_block("  Set A to 2\nand nothing else")])
     live_thoughts = client.thoughts()
     assert (workspace / "a.py").read_text() == "A = 2\n"
 
-    second = write_replies(tmp_path / "two.json", [ANSWER])
-    later = RecordingClient()
+    edit_again = EDIT_A.replace("A = 2", "A = 3").replace("A = 1", "A = 2")
+    envrc = (
+        "And direnv.</think><tool_call>write_file<arg_key>path</arg_key><arg_value>.envrc"
+        "</arg_value><arg_key>content</arg_key><arg_value>export A=3\n</arg_value></tool_call>"
+    )
+    second = write_replies(tmp_path / "two.json", [edit_again, envrc, ANSWER])
+    later = RecordingClient(answers=["allow_once"])
     async with acp_agent(later, acp_command(tiny_model_dir, second)) as (conn, _, _):
+        # A session opened and never prompted is neither listed nor kept.
+        unused = (await conn.new_session(cwd=str(workspace), mcp_servers=[])).session_id
+        listed = (await conn.list_sessions(cwd=str(workspace))).sessions
+        assert [(s.session_id, s.title) for s in listed] == [(sid, "Set A to 2")]
+        assert listed[0].updated_at.startswith("20")
         await conn.load_session(cwd=str(workspace), session_id=sid, mcp_servers=[])
         replayed = list(later.updates)
         later.updates.clear()
-        reply = await conn.prompt(session_id=sid, prompt=[text_block("What is A?")])
+        reply = await conn.prompt(session_id=sid, prompt=[text_block("Set A to 3, add .envrc")])
+    assert not (workspace / ".glm-lsp" / "sessions" / unused).exists()
     # The replay: the typed prompt, then each step's thought byte-exact, messages, tool calls.
     kinds = [u.session_update for _, u in replayed]
-    assert kinds[0] == "user_message_chunk" and replayed[0][1].content.text == "Set A to 2"
+    assert kinds[0] == "user_message_chunk"
+    assert replayed[0][1].content.text == "  Set A to 2\nand nothing else"
     thoughts = [u.content.text for _, u in replayed if u.session_update == "agent_thought_chunk"]
     assert "".join(thoughts) == live_thoughts
     record = log_of(workspace, sid)[0]
@@ -131,8 +163,17 @@ async def test_load_replays_the_reasoning_and_the_next_prompt_reuses_the_persist
         "Read a.py",
         "Edit a.py",
     ]
-    # "Always" was remembered for the session: no question in the new process either.
-    assert later.permissions == []
+    # Each assistant message its own, a paragraph apart: not "Reading it.I set A…".
+    said = [u for _, u in replayed if u.session_update == "agent_message_chunk"]
+    assert [u.content.text for u in said] == ["Reading it.", "\n\n", DONE.split("</think>")[1]]
+    assert said[0].message_id != said[1].message_id == said[2].message_id
+    # "Always" was remembered for the session: a.py changed without a question in the new
+    # process; .envrc can run code, so it was asked all the same (and with no "always").
+    assert (workspace / "a.py").read_text() == "A = 3\n"
+    ((title, *_),) = later.edit_questions()
+    assert title == "Create .envrc (it can run code on its own)"
+    assert later.permissions[0][1] == ["allow_once", "reject_once"]
+    assert (workspace / ".envrc").read_text() == "export A=3\n"
     # A new process, and the prompt prefix came from the persisted KV cache.
     stats = reply.field_meta["glm"]["stats"]
     assert stats["reusedTokens"] > 0 and reply.usage.cached_read_tokens == stats["reusedTokens"]
@@ -143,8 +184,8 @@ async def test_load_replays_the_reasoning_and_the_next_prompt_reuses_the_persist
 async def test_rejected_edit_writes_nothing_and_the_model_hears_of_it(
     tiny_model_dir: Path, workspace: Path, tmp_path: Path
 ) -> None:
-    replies = write_replies(tmp_path / "r.json", [READ, EDIT_A, DONE, ANSWER])
-    client = RecordingClient(answers=["reject_once"])
+    replies = write_replies(tmp_path / "r.json", [READ, EDIT_A, WRITE_PKG_B, TURNED_DOWN, ANSWER])
+    client = RecordingClient(answers=["reject_once", "reject_once"])
     async with acp_agent(client, acp_command(tiny_model_dir, replies)) as (conn, _, _):
         session = await conn.new_session(cwd=str(workspace), mcp_servers=[])
         sid = session.session_id
@@ -152,15 +193,70 @@ async def test_rejected_edit_writes_nothing_and_the_model_hears_of_it(
         assert reply.field_meta["glm"]["applied"] is False
         await conn.prompt(session_id=sid, prompt=[text_block("And now?")])
     assert (workspace / "a.py").read_text() == "A = 1\n" and client.writes == []
-    second = log_of(workspace, sid)[1]["messages"][0]["content"]
-    assert "the user rejected the change to a.py" in second
+    assert not (workspace / "pkg").exists()
+    # Titles name the path in the session's folder; locations and diffs are absolute.
+    b = str(workspace / "pkg" / "b.py")
+    assert [(q[0], q[1], q[4]) for q in client.edit_questions()] == [
+        ("Edit a.py", str(workspace / "a.py"), [str(workspace / "a.py")]),
+        ("Create pkg/b.py", b, [b]),
+    ]
+    # The model heard it at each tool call, before its next step and its answer.
+    first, second = log_of(workspace, sid)
+    results = [m["content"] for m in first["messages"] if m["role"] == "tool"]
+    assert results[1:] == [
+        "Error: the user rejected this change to a.py; it was not made",
+        "Error: the user rejected this change to pkg/b.py; it was not made",
+    ]
+    said = client.said_after_the_last_answer()  # this turn's answer, then the next turn's
+    assert said == "You turned both changes down; nothing changed." + "A is 2 now."
+    failed = [u for u in client.of_kind("tool_call_update") if u.status == "failed"]
+    assert len(failed) == 2 and all(c.type == "content" for u in failed for c in u.content)
+    assert [(c["path"], c["applied"]) for c in first["changes"]] == [
+        ("a.py", False),
+        ("pkg/b.py", False),
+    ]
+    assert "the user rejected the change to a.py" in second["messages"][0]["content"]
+    assert EditStore(workspace).applied is None  # nothing to undo
 
 
-async def test_without_client_fs_the_edit_goes_to_disk_all_or_nothing(
+@pytest.mark.skipif(sys.platform == "win32", reason="a POSIX shell runs verifyCommand")
+async def test_verification_runs_on_what_was_approved_and_a_failure_goes_back(
+    tiny_model_dir: Path, workspace: Path, tmp_path: Path
+) -> None:
+    fixed = "b.py was rejected.</think>The check needs b.py, which you turned down."
+    replies = write_replies(tmp_path / "r.json", [EDIT_A, WRITE_B, DONE, fixed])
+    client = RecordingClient(answers=["allow_once", "reject_once"])
+    check = f"{sys.executable} -c 'import a, b'"
+    flags = ("--verify-command", check, "--verify-rounds", "1", "--sandbox", "off")
+    async with acp_agent(client, acp_command(tiny_model_dir, replies, *flags), fs=False) as (
+        conn,
+        _,
+        _,
+    ):
+        sid = (await conn.new_session(cwd=str(workspace), mcp_servers=[])).session_id
+        reply = await conn.prompt(session_id=sid, prompt=[text_block("Set A to 2, add b.py")])
+    # a.py approved and on disk; b.py rejected, so the check (run on the approved edit) fails.
+    assert (workspace / "a.py").read_text() == "A = 2\n" and not (workspace / "b.py").exists()
+    (record,) = log_of(workspace, sid)
+    feedback = [m["content"] for m in record["messages"] if m["role"] == "user"][1:]
+    assert len(feedback) == 1 and feedback[0].startswith(f"The verification command `{check}`")
+    assert "No module named 'b'" in feedback[0]
+    assert record["verification"]["exitCode"] == 1
+    assert reply.field_meta["glm"]["applied"] is True
+    assert [(c["path"], c["applied"]) for c in record["changes"]] == [
+        ("a.py", True),
+        ("b.py", False),
+    ]
+    assert client.said_after_the_last_answer() == (
+        DONE.split("</think>")[1] + fixed.split("</think>")[1]
+    )
+
+
+async def test_without_client_fs_each_approved_edit_goes_to_disk(
     tiny_model_dir: Path, workspace: Path, tmp_path: Path
 ) -> None:
     replies = write_replies(tmp_path / "r.json", [READ, EDIT_A, WRITE_B, DONE])
-    client = RecordingClient(answers=["allow_once"])
+    client = RecordingClient(answers=["allow_once", "allow_once"])
     command = acp_command(tiny_model_dir, replies)
     async with acp_agent(client, command, fs=False) as (conn, _, _):
         session = await conn.new_session(cwd=str(workspace), mcp_servers=[])

@@ -110,3 +110,31 @@ def test_rename_and_overlay_change_set_order(box: ToolBox) -> None:
 def test_unknown_tool_and_bad_arguments(box: ToolBox) -> None:
     assert "there is no tool 'rm'" in box.run("rm", {})
     assert "bad arguments for read_file" in box.run("read_file", {"file": "x"})
+
+
+def test_the_edit_gate_asks_one_change_per_call_and_takes_a_rejected_one_back(
+    box: ToolBox,
+) -> None:
+    from glm_lsp.agent.approval import EditGate, Verdict
+
+    asked: list[tuple[str, str, str | None, str | None]] = []
+
+    def approve(step, call_id, so_far):
+        asked.append((step.kind, step.path, step.old_path, step.after))
+        return Verdict(step.kind != "delete", f"{call_id}: {step.kind}")
+
+    gate = EditGate(box.overlay, approve)
+    run = lambda name, **args: gate.run(lambda: box.run(name, args), name)  # noqa: E731
+    assert run("rename_file", path="notes.txt", new_path="n.txt").endswith("rename_file: rename")
+    assert (
+        run("write_file", path="n.txt", content="x = 1\nx = 1\n") == "overwrote 'n.txt' (2 lines)"
+    )
+    assert run("delete_file", path="n.txt") == "Error: delete_file: delete"
+    assert run("read_file", path="nope.txt").startswith("Error:")  # failed: nothing asked
+    assert asked == [
+        ("rename", "n.txt", "notes.txt", "x = 1\nx = 1\n"),
+        ("delete", "n.txt", "n.txt", None),
+    ]
+    # The rejected delete was taken back: the approved rename is all that is pending.
+    assert [(c.kind, c.path) for c in box.overlay.change_set().changes] == [("rename", "n.txt")]
+    assert [(r.path, r.applied) for r in gate.reviews] == [("n.txt", True), ("n.txt", False)]

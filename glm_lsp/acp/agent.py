@@ -45,14 +45,16 @@ from glm_lsp.core.conversations import (
     SessionMeta,
     UnknownSession,
     create_session,
+    keep_session,
     list_sessions,
     load_meta,
+    logged_title,
     save_meta,
     session_dir,
 )
 from glm_lsp.core.worker import Job, Worker
 from glm_lsp.mcp import config as mcp_config
-from glm_lsp.memory.thinking_log import ThinkingLog, prepare_state_dir
+from glm_lsp.memory.thinking_log import LOG_FILE, ThinkingLog, prepare_state_dir
 from glm_lsp.runtime.base import BackendError, Cancelled
 from glm_lsp.runtime.factory import make_backend
 from glm_lsp.workspace import WorkspaceIndex
@@ -131,7 +133,11 @@ class AcpSession:
 
     def remember_always_edits(self) -> None:
         self.meta.always_edits = True
-        save_meta(self.meta)
+        self.save()
+
+    def save(self) -> None:
+        if self.meta.kept:  # else it is saved with the first prompt
+            save_meta(self.meta)
 
     def buffer(self, rel: str) -> tuple[str, int] | None:
         return self.bridge.buffer(rel) if self.bridge is not None else None
@@ -192,7 +198,7 @@ class GlmAcpAgent:
         root = workspace_root(cwd)
         extra = client_mcp_servers(mcp_servers)
         state = self.state_dir(root)
-        meta = create_session(state, root)
+        meta = create_session(root)
         session = AcpSession(meta, root, state)
         session.mcp_servers = extra
         self.sessions[meta.id] = session
@@ -210,6 +216,8 @@ class GlmAcpAgent:
             raise invalid(str(exc)) from None
         session = AcpSession(meta, root, state)
         session.mcp_servers = extra
+        if meta.title is None:  # kept before sessions had titles
+            meta.title = logged_title(session.dir / LOG_FILE)
         for update in updates.replay(root, ThinkingLog(session.dir).records()):
             await self.conn.session_update(session_id=meta.id, update=update)
         self.sessions[meta.id] = session
@@ -226,7 +234,11 @@ class GlmAcpAgent:
         for root in roots:
             for meta, changed in list_sessions(root, self.settings.state_dir(root)):
                 stamp = _iso(changed) if changed else meta.created
-                found.append(SessionInfo(session_id=meta.id, cwd=meta.cwd, updated_at=stamp))
+                found.append(
+                    SessionInfo(
+                        session_id=meta.id, cwd=meta.cwd, title=meta.title, updated_at=stamp
+                    )
+                )
         return ListSessionsResponse(sessions=found)
 
     async def set_session_mode(self, session_id: str, mode_id: str, **_: Any):
@@ -234,7 +246,7 @@ class GlmAcpAgent:
         if mode_id not in MODES:
             raise invalid(f"modeId {mode_id!r} is not one of {', '.join(MODES)}")
         session.meta.mode = mode_id
-        save_meta(session.meta)
+        session.save()
         return SetSessionModeResponse()
 
     def session(self, session_id: Any) -> AcpSession:
@@ -257,6 +269,8 @@ class GlmAcpAgent:
         request = AgentRequest(
             kind="prompt", instruction=text, thinking=MODES[session.meta.mode][2]
         )
+        if not session.meta.kept:
+            keep_session(session.state_dir, session.meta, first_text(prompt) or text)
         job = Job("session/prompt")
         relay = UpdateRelay(self.conn, session_id, session.root)
         bridge = ClientBridge(
@@ -275,12 +289,13 @@ class GlmAcpAgent:
                 request,
                 relay.sink,
                 job.cancel,
-                bridge.land,
+                None,  # each edit is asked and written as the model makes it: approve
                 bridge.ask_command,
                 prompt=bridge.ask_tool,
                 on_tool=relay.on_tool,
                 runner=bridge.run_in_terminal if bridge.has_terminal else None,
                 on_turn=numbered,
+                approve=bridge.approve_edit,
             )
 
         try:
@@ -345,6 +360,11 @@ def client_mcp_servers(given: list[Any] | None) -> list[dict[str, Any]]:
     return entries
 
 
+def first_text(blocks: list[Any]) -> str:
+    """What the user typed first (a session's title), before any attached context."""
+    return next((b.text for b in blocks if getattr(b, "type", None) == "text" and b.text), "")
+
+
 def prompt_text(blocks: list[Any]) -> str:
     """Text blocks as typed; embedded files and links as context the model can read."""
     parts = []
@@ -363,7 +383,7 @@ def response(outcome: Outcome) -> PromptResponse:
     result, stats = outcome.result, outcome.result.stats
     stop = STOP_REASONS.get(result.stop_limit or "", "end_turn")
     meta: dict[str, Any] = {"turn": outcome.turn, "stats": stats.to_dict()}
-    if result.changes:
+    if result.changes or outcome.landings:
         meta["applied"] = outcome.applied
         if not outcome.applied:
             meta["failureReason"] = outcome.failure_reason

@@ -17,19 +17,24 @@ from typing import Any, TypeVar
 
 from acp import (
     RequestError,
-    start_tool_call,
     text_block,
     tool_content,
+    tool_diff_content,
     tool_terminal_ref,
     update_tool_call,
 )
-from acp.schema import ClientCapabilities, EnvVariable, PermissionOption, ToolCallUpdate
+from acp.schema import (
+    ClientCapabilities,
+    EnvVariable,
+    PermissionOption,
+    ToolCallLocation,
+    ToolCallUpdate,
+)
 
 from glm_lsp import textfile
-from glm_lsp.acp import updates
 from glm_lsp.acp.relay import UpdateRelay
-from glm_lsp.agent.edits import ChangeSet
-from glm_lsp.agent.landing import ApplyReport, Landing
+from glm_lsp.agent.approval import Verdict
+from glm_lsp.agent.edits import ChangeSet, FileChange
 from glm_lsp.core.disk_apply import remember_edit, write_to_disk
 from glm_lsp.core.worker import wait_from_worker
 from glm_lsp.runtime.base import BackendError, Cancelled
@@ -40,13 +45,22 @@ T = TypeVar("T")
 READ_TIMEOUT_S = 15.0  # a client that does not answer a read: fall back to disk
 WRITE_TIMEOUT_S = 30.0
 CLIENT_WRITABLE = ("create", "modify")  # ACP fs has no rename or delete: those go to disk
-EDIT_OPTIONS = [
-    PermissionOption(option_id="allow_once", name="Apply", kind="allow_once"),
-    PermissionOption(
-        option_id="allow_always", name="Always apply edits in this session", kind="allow_always"
-    ),
-    PermissionOption(option_id="reject_once", name="Reject", kind="reject_once"),
-]
+
+
+def edit_options(step: FileChange) -> list[PermissionOption]:
+    """Allow once / Always (not for a file that can run code: those are asked every time) /
+    Reject."""
+    options = [PermissionOption(option_id="allow_once", name="Allow once", kind="allow_once")]
+    if not step.sensitive:
+        options.append(
+            PermissionOption(
+                option_id="allow_always",
+                name="Always allow edits in this session",
+                kind="allow_always",
+            )
+        )
+    options.append(PermissionOption(option_id="reject_once", name="Reject", kind="reject_once"))
+    return options
 
 
 class ClientBridge:
@@ -220,77 +234,61 @@ class ClientBridge:
             future.result(timeout=10)
 
     # -- edits ---------------------------------------------------------------------------------
-    def land(self, changes: ChangeSet) -> ApplyReport:
-        """Session.run's `apply`: ask (unless "always" was chosen), then write all or nothing."""
-        root = self.session.root
-        call_id = f"edit-{uuid.uuid4().hex[:12]}"
-        sensitive = changes.sensitive()
-        title = f"Apply the edit to {len(changes.changes)} file(s)"
-        if sensitive:
-            title += f" ({', '.join(sensitive)} can run code on its own)"
-        diffs = [updates.diff_of(root, c) for c in changes.changes if c.after is not None]
-        where = [updates.locations(root, {"path": c.path})[0] for c in changes.changes]
-        self._send(
-            start_tool_call(
-                call_id, title, kind="edit", status="pending", content=diffs, locations=where
-            )
-        )
-        if not self.session.always_edits:
-            tool_call = ToolCallUpdate(
-                tool_call_id=call_id, title=title, kind="edit", status="pending", content=diffs
-            )
-            choice = self._permission(tool_call, EDIT_OPTIONS)
-            if choice == "reject_once":
-                self._finish(call_id, False, "rejected")
-                landings = [Landing(c.path, c.kind, False) for c in changes.changes]
-                return ApplyReport(
-                    False, "the user rejected the edit", landings, ChangeSet(), changes
-                )
+    def approve_edit(self, step: FileChange, call_id: str, so_far: ChangeSet) -> Verdict:
+        """Session.run's `approve`: one file's change put to the user as the model makes it (in
+        its own tool call, with its own diff and path), then written. Sensitive files are asked
+        every time; the request's approved edits so far become the one edit undo reverts."""
+        rel = step.path
+        if step.sensitive or not self.session.always_edits:
+            choice = self._permission(self._edit_question(step, call_id), edit_options(step))
+            if choice not in ("allow_once", "allow_always"):
+                return Verdict(False, f"the user rejected this change to {rel}; it was not made")
             if choice == "allow_always":
                 self.session.remember_always_edits()
-        if self._client_writes(changes):
-            applied, reason = self._write_through_client(changes)
+            approved = f"the user approved this change to {rel}; it is saved"
         else:
-            applied, reason = write_to_disk(
-                root,
-                self.session.state_dir,
-                changes,
-                allow_sensitive=True,  # the user saw it
-            )
-        if applied:
-            remember_edit(self.session.root, changes, ChangeSet(), self.label, self.turn)
-        self._finish(call_id, applied, "applied" if applied else reason or "not applied")
-        return ApplyReport(applied, reason)
+            approved = f"this change to {rel} is saved (the user allows edits in this session)"
+        written, reason = self._write_step(step)
+        if not written:
+            return Verdict(False, f"the change to {rel} was approved but not saved: {reason}")
+        remember_edit(self.session.root, so_far, ChangeSet(), self.label, self.turn)
+        return Verdict(True, approved)
 
-    def _client_writes(self, changes: ChangeSet) -> bool:
-        fs = self.caps.fs
-        return bool(fs and fs.write_text_file) and all(
-            c.kind in CLIENT_WRITABLE for c in changes.changes
+    def _edit_question(self, step: FileChange, call_id: str) -> ToolCallUpdate:
+        root = self.session.root
+        verb = {"create": "Create", "delete": "Delete", "rename": "Rename"}.get(step.kind, "Edit")
+        title = f"{verb} {step.path}"
+        if step.kind == "rename":
+            title = f"Rename {step.old_path} to {step.path}"
+        if step.sensitive:
+            title += " (it can run code on its own)"
+        paths = [step.path] + ([step.old_path] if step.kind == "rename" and step.old_path else [])
+        return ToolCallUpdate(
+            tool_call_id=call_id,
+            title=title,
+            kind="edit",
+            status="pending",
+            content=[tool_diff_content(str(root / step.path), step.after or "", step.before)],
+            locations=[ToolCallLocation(path=str(root / p)) for p in paths],
         )
 
-    def _write_through_client(self, changes: ChangeSet) -> tuple[bool, str | None]:
-        """Through the editor, so its buffers and undo see the edit; a failed write puts the
-        files written before it back."""
-        stale = [
-            c.path
-            for c in changes.changes
-            if c.kind == "modify" and self._current(c.path) != c.before
-        ]
-        if stale:
-            return False, f"not applied: changed since the agent read them: {', '.join(stale)}"
-        written = []
-        for change in changes.changes:
+    def _write_step(self, step: FileChange) -> tuple[bool, str | None]:
+        """One approved change, written only where the file still holds what the change starts
+        from: through the client (its buffers and undo see it) where it writes files, else to
+        disk as one atomic transaction (renames and deletes always: ACP's fs has neither)."""
+        now = self._current(step.old_path) if step.old_path else self._current(step.path)
+        if now != step.before:
+            what = step.old_path or step.path
+            return False, f"{what} changed since you read it; read it again"
+        fs = self.caps.fs
+        if step.kind in CLIENT_WRITABLE and fs and fs.write_text_file:
             try:
-                self._write(change.path, change.after or "")
+                self._write(step.path, step.after or "")
             except (RequestError, TimeoutError, ConnectionError) as exc:
-                for done in reversed(written):
-                    # A failed undo write is not reported apart: the sentence below names the
-                    # file that failed first, and the editor's undo has the rest.
-                    with contextlib.suppress(RequestError, TimeoutError, ConnectionError):
-                        self._write(done.path, done.before or "")
-                return False, f"not applied: the client could not write {change.path}: {exc}"
-            written.append(change)
-        return True, None
+                return False, f"the client could not write {step.path}: {exc}"
+            return True, None
+        root, state = self.session.root, self.session.state_dir
+        return write_to_disk(root, state, ChangeSet([step]), allow_sensitive=True)  # asked
 
     def _current(self, rel: str) -> str | None:
         buffered = self.buffer(rel)
@@ -308,22 +306,6 @@ class ClientBridge:
                 session_id=self.session_id, path=path, content=content
             ),
             WRITE_TIMEOUT_S,
-        )
-
-    def _send(self, update: Any) -> None:
-        async def send() -> None:
-            await self.relay.barrier()
-            await self.relay.send(update)
-
-        self._call(send, None)
-
-    def _finish(self, call_id: str, applied: bool, note: str) -> None:
-        self._send(
-            update_tool_call(
-                call_id,
-                status="completed" if applied else "failed",
-                content=None if applied else [tool_content(text_block(note))],
-            )
         )
 
 

@@ -25,6 +25,7 @@ from glm_lsp.agent.edits import FileChange
 from glm_lsp.agent.loop import ToolEvent
 from glm_lsp.glm.tool_text import failed
 
+PARAGRAPH = "\n\n"  # between two assistant messages of one turn when replayed
 RESULT_LIMIT = 8000  # characters of a tool result shown in the client; the model saw all of it
 KINDS: dict[str, ToolKind] = {
     "read_file": "read",
@@ -104,6 +105,12 @@ def clip(text: str) -> str:
     return text if len(text) <= RESULT_LIMIT else text[:RESULT_LIMIT] + "\n… (shortened)"
 
 
+def message_chunk(text: str, message_id: str) -> Any:
+    chunk = update_agent_message_text(text)
+    chunk.message_id = message_id
+    return chunk
+
+
 def replay(root: Path, records: list[dict[str, Any]]) -> list[Any]:
     """A logged conversation as the updates a client saw: each turn's user message (what was
     typed, for an ACP prompt), then every assistant step's thought (byte-exact), message and tool
@@ -112,6 +119,7 @@ def replay(root: Path, records: list[dict[str, Any]]) -> list[Any]:
     for record in records:
         turn = record.get("turn")
         pending: list[tuple[str, str, dict[str, Any]]] = []
+        said = False  # an assistant message of this turn was replayed: the next one is apart
         for index, message in enumerate(record.get("messages") or []):
             role = message.get("role")
             if role == "user":
@@ -121,7 +129,13 @@ def replay(root: Path, records: list[dict[str, Any]]) -> list[Any]:
                 if message.get("reasoning_content"):
                     updates.append(update_agent_thought_text(message["reasoning_content"]))
                 if message.get("content"):
-                    updates.append(update_agent_message_text(message["content"]))
+                    # Each message its own (message_id), after a paragraph break, so a client
+                    # that joins chunks shows "Reading it." and the answer apart.
+                    message_id = f"turn{turn}-{index}"
+                    if said:
+                        updates.append(message_chunk(PARAGRAPH, message_id))
+                    updates.append(message_chunk(message["content"], message_id))
+                    said = True
                 for number, call in enumerate(message.get("tool_calls") or []):
                     function = call.get("function") or {}
                     name, arguments = str(function.get("name")), function.get("arguments") or {}

@@ -25,6 +25,12 @@ class Entry:
     content: str
 
 
+@dataclass
+class Snapshot:
+    files: dict[str, Entry]
+    gone: set[str]
+
+
 @dataclass(frozen=True)
 class FileChange:
     kind: str  # "create" | "modify" | "rename" | "delete"
@@ -173,6 +179,29 @@ class Overlay:
         origin = entry.origin if entry else rel
         if origin is not None:
             self.gone.add(origin)
+
+    def snapshot(self) -> Snapshot:
+        """The pending edits as they are now, for `restore` (a per-edit approval said no)."""
+        return Snapshot(
+            {p: Entry(e.origin, e.content) for p, e in self.files.items()}, set(self.gone)
+        )
+
+    def restore(self, snap: Snapshot) -> None:
+        """Back to `snap`; what the taken-back edit touched is read afresh next time (the file
+        may have changed under it)."""
+        touched = (set(self.files) | self.gone) ^ (set(snap.files) | snap.gone)
+        touched |= {p for p, e in self.files.items() if snap.files.get(p) != e}
+        self.files = {p: Entry(e.origin, e.content) for p, e in snap.files.items()}
+        self.gone = set(snap.gone)
+        for rel in touched - set(self.files) - self.gone:
+            self.base.pop(rel, None)
+            self.foreign.pop(rel, None)
+
+    def read_in(self, snap: Snapshot, rel: str) -> str | None:
+        """What `rel` held in `snap`."""
+        if rel in snap.files:
+            return snap.files[rel].content
+        return None if rel in snap.gone else self._base(rel)
 
     def created_paths(self) -> list[str]:
         return [p for p, e in self.files.items() if e.origin != p]

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from glm_lsp.agent.approval import ApproveEdit, EditGate, Review
 from glm_lsp.agent.edits import ChangeSet, FileChange, Overlay
 from glm_lsp.agent.prompts import SYSTEM_PROMPT, AgentRequest, user_message
 from glm_lsp.agent.run_command import Verification
@@ -20,7 +21,7 @@ from glm_lsp.glm.format import render_prompt
 from glm_lsp.glm.parse import ContentDelta, End, ParseError, ReasoningDelta, StreamParser
 from glm_lsp.glm.parse import ToolCall as ParsedCall
 from glm_lsp.glm.tool_schemas import TOOLS
-from glm_lsp.glm.tool_text import error, not_run
+from glm_lsp.glm.tool_text import error, failed, not_run
 from glm_lsp.runtime.base import Backend, CompletionRequest, Stats
 from glm_lsp.wire.records import StopLimit
 
@@ -73,6 +74,7 @@ class AgentResult:
     stopped: str | None = None  # why the loop ended early (maxSteps, maxTokens), as a sentence
     stop_limit: StopLimit | None = None  # which limit ended it
     verification: Verification | None = None  # verifyCommand's last outcome on the final edit
+    reviews: list[Review] | None = None  # with an approver: what the user said to each edit
 
 
 def _describe(call: ParsedCall) -> str:
@@ -110,11 +112,14 @@ class Agent:
         verify: Callable[[Overlay], Verification | None] | None = None,
         on_tool: OnTool | None = None,
         schemas: list[dict[str, Any]] | None = None,
+        approve: ApproveEdit | None = None,
     ) -> None:
-        """`schemas`: the request's tools (the built-in ones, then its MCP tools)."""
+        """`schemas`: the request's tools (the built-in ones, then its MCP tools); `approve`
+        puts each file tool call's change to the user as it is made (approval.py)."""
         self.backend, self.tools, self.overlay = backend, toolbox, overlay
         self.opt, self.sink, self.cancel = options, sink, cancel
         self.verify, self.on_tool = verify, on_tool
+        self.gate = EditGate(overlay, approve) if approve is not None else None
         self.schemas = schemas if schemas is not None else TOOLS
 
     def _prompt(self, history: list[list[dict]], messages: list[dict]) -> str:
@@ -195,7 +200,7 @@ class Agent:
                     event = ToolEvent(uuid.uuid4().hex[:16], item.name, dict(item.arguments))
                     if self.on_tool:
                         self.on_tool(event)
-                    result = self.tools.run(item.name, dict(item.arguments))
+                    result = self._run_tool(item, event.id)
                     if self.on_tool:
                         event.result = str(getattr(result, "rest", result))
                         event.change = self._pending_change(event)
@@ -223,10 +228,17 @@ class Agent:
             stopped=stopped,
             stop_limit=stop_limit,
             verification=verification,
+            reviews=self.gate.reviews if self.gate is not None else None,
         )
 
+    def _run_tool(self, call: ParsedCall, call_id: str) -> str:
+        run = lambda: self.tools.run(call.name, dict(call.arguments))  # noqa: E731
+        if self.gate is not None and call.name in FILE_TOOLS:
+            return self.gate.run(run, call_id)
+        return run()
+
     def _pending_change(self, event: ToolEvent) -> FileChange | None:
-        if event.name not in FILE_TOOLS:
+        if event.name not in FILE_TOOLS or failed(event.result or ""):
             return None
         touched = {event.arguments.get("path"), event.arguments.get("new_path")} - {None}
         for change in self.overlay.change_set().changes:

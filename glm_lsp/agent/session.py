@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from glm_lsp.agent.approval import ApproveEdit, reviewed_report
 from glm_lsp.agent.edits import ChangeSet, Overlay
 from glm_lsp.agent.files import Buffers, ToolError, Workspace
 from glm_lsp.agent.instruction_comments import drop_comment
@@ -169,14 +170,16 @@ class Session:
         request: AgentRequest,
         sink: Sink,
         cancel: threading.Event,
-        apply: ApplyEdits,
+        apply: ApplyEdits | None,
         ask: Ask | None = None,
         prompt: Prompt | None = None,
         on_tool: OnTool | None = None,
         runner: Runner | None = None,
         on_turn: OnTurn | None = None,
+        approve: ApproveEdit | None = None,
     ) -> Outcome:
-        """`ask` puts a command that allowCommands does not allow to the user, `prompt` an MCP
+        """`apply` decides the request's edits at its end; `approve` instead asks for each edit
+        as the model makes it and writes it (ACP; `apply` is then None). `ask` puts a command that allowCommands does not allow to the user, `prompt` an MCP
         tool call mcpAllow does not allow and an unapproved .mcp.json (None: nobody);
         `on_tool` sees each tool call start and finish (ACP shows them as tool calls); `runner`
         runs a permitted command line instead of a local process (an ACP client's terminal);
@@ -189,7 +192,7 @@ class Session:
             try:
                 with self.log.lock.hold(cancel, lambda: sink("progress", WAITING)):
                     return self._run(
-                        request, sink, cancel, apply, ask, prompt, on_tool, runner, on_turn
+                        request, sink, cancel, apply, ask, prompt, on_tool, runner, on_turn, approve
                     )
             except WaitCancelled:  # only the wait raises it: nothing was done
                 raise Cancelled() from None
@@ -199,12 +202,13 @@ class Session:
         request: AgentRequest,
         sink: Sink,
         cancel: threading.Event,
-        apply: ApplyEdits,
+        apply: ApplyEdits | None,
         ask: Ask | None,
         prompt: Prompt | None,
         on_tool: OnTool | None,
         runner: Runner | None,
         on_turn: OnTurn | None,
+        approve: ApproveEdit | None,
     ) -> Outcome:
         s = self.settings
         records = self.log.records()
@@ -249,15 +253,24 @@ class Session:
             verify=commands.verify,
             on_tool=on_tool,
             schemas=[*TOOLS, *snap.schemas],
+            approve=approve,
         )
         history = [r["messages"] for r in records]
         result = agent.run(request, history, [int(r.get("turn", 0)) for r in records])
         # A `GLM:` comment's instruction carried out: the same edit takes the comment away.
         comment, path = request.instruction_comment, request.path
-        if result.changes and comment and path and drop_comment(overlay, path, comment):
+        if (
+            approve is None
+            and result.changes
+            and comment
+            and path
+            and drop_comment(overlay, path, comment)
+        ):
             result.changes = overlay.change_set()
         report, error = ApplyReport(False), None
-        if result.changes:
+        if result.reviews is not None:  # approved and written edit by edit, as the model went
+            report = reviewed_report(result.changes, result.reviews)
+        elif result.changes and apply is not None:
             sink("progress", "writing edits")
             result.changes.summary_text = summarize(result.text)
             try:

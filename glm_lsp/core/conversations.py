@@ -57,6 +57,12 @@ class SessionMeta:
     created: str
     mode: str = "auto"
     always_edits: bool = False  # the user chose "always apply edits in this session"
+    title: str | None = None  # the first line of the first prompt; None: never prompted
+
+    @property
+    def kept(self) -> bool:
+        """A session is kept (and listed) from its first prompt on."""
+        return self.title is not None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -66,16 +72,28 @@ class SessionMeta:
             "created": self.created,
             "mode": self.mode,
             "alwaysEdits": self.always_edits,
+            "title": self.title,
         }
 
 
-def create_session(state_dir: Path, cwd: Path) -> SessionMeta:
-    """A new session of workspace `cwd`: its conversation folder under `state_dir` (every folder
-    on the way checked, none a link) and its metadata in the user's state."""
-    meta = SessionMeta(new_session_id(), str(cwd), _now())
+def create_session(cwd: Path) -> SessionMeta:
+    """A new session of workspace `cwd`, in memory until its first prompt (`keep_session`): a
+    client that opens one on start and never prompts leaves nothing behind."""
+    return SessionMeta(new_session_id(), str(cwd), _now())
+
+
+def keep_session(state_dir: Path, meta: SessionMeta, prompt: str) -> None:
+    """A session's first prompt: its title, its conversation folder under `state_dir` (every
+    folder on the way checked, none a link) and its metadata in the user's state."""
+    meta.title = title_of(prompt)
     state_files.private_dir(session_dir(state_dir, meta.id), top=state_dir)
     save_meta(meta)
-    return meta
+
+
+def title_of(prompt: str, limit: int = 80) -> str:
+    """The first line of a prompt, trimmed (and shortened), as the session's name."""
+    line = next((line.strip() for line in prompt.splitlines() if line.strip()), "")
+    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
 
 
 def _meta_path(root: Path, session_id: str) -> Path:
@@ -104,6 +122,7 @@ def load_meta(root: Path, session_id: str) -> SessionMeta:
             data["created"],
             data.get("mode", "auto"),
             data.get("alwaysEdits") is True,
+            data["title"] if isinstance(data.get("title"), str) else None,
         )
     except FileNotFoundError:
         raise UnknownSession(
@@ -114,8 +133,8 @@ def load_meta(root: Path, session_id: str) -> SessionMeta:
 
 
 def list_sessions(root: Path, state_dir: Path) -> list[tuple[SessionMeta, float]]:
-    """Every readable session of `root` with the time its log (in `state_dir`) last changed,
-    newest first."""
+    """Every readable session of `root` that was prompted, with the time its log (in
+    `state_dir`) last changed, newest first."""
     found = []
     for record in (state_files.workspace_state(root) / SESSIONS_DIR).glob("*.json"):
         try:
@@ -127,8 +146,21 @@ def list_sessions(root: Path, state_dir: Path) -> list[tuple[SessionMeta, float]
             changed = os.lstat(log).st_mtime if state_files.check_path(log, want_dir=False) else 0.0
         except state_files.StateRefused:
             changed = 0.0
-        found.append((meta, changed))
+        if meta.title is None and changed:  # kept before sessions had titles: its first prompt
+            meta.title = logged_title(log)
+        if meta.title is not None:
+            found.append((meta, changed))
     return sorted(found, key=lambda item: item[1], reverse=True)
+
+
+def logged_title(log: Path) -> str | None:
+    """The title of a session kept before sessions had titles: its first logged prompt."""
+    try:
+        with log.open(encoding="utf-8") as lines:
+            prompt = json.loads(lines.readline()).get("prompt")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return title_of(prompt) if isinstance(prompt, str) else None
 
 
 class ActiveCache:

@@ -1,6 +1,7 @@
 // Drives a real `glm-lsp acp` with the official TypeScript SDK (v1 entry point): a prompt that
-// reads a file through fs/read_text_file, edits two files (permission asked, written through
-// fs/write_text_file) and streams thought chunks; then a malformed request answered with an error.
+// reads a file through fs/read_text_file, edits two files (permission asked per file, each with
+// its own diff and path, written through fs/write_text_file) and streams thought chunks; then a
+// malformed request answered with an error.
 // tests/test_acp_node.py runs it with GLM_ACP_* in the environment.
 import { spawn } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
@@ -28,14 +29,17 @@ function startAgent() {
 test("a prompt reads, asks, and writes two files through the client", { timeout: 240_000 }, async () => {
   const updates = [];
   const permissions = [];
+  const timeline = []; // updates and permission answers, in the order they came
   const reads = [];
   const writes = [];
   const app = client({ name: "glm-lsp-node-test" })
     .onNotification(methods.client.session.update, ({ params }) => {
       updates.push(params.update);
+      timeline.push(["update", params.update]);
     })
     .onRequest(methods.client.session.requestPermission, ({ params }) => {
       permissions.push(params);
+      timeline.push(["answer", "allow_once"]);
       return { outcome: { outcome: "selected", optionId: "allow_once" } };
     })
     .onRequest(methods.client.fs.readTextFile, ({ params }) => {
@@ -74,7 +78,10 @@ test("a prompt reads, asks, and writes two files through the client", { timeout:
         (error) => error.code === -32602 && /is not a glm-lsp session id/.test(error.message),
       );
       const listed = await ctx.request(methods.agent.session.list, { cwd: workspace });
-      assert.deepEqual(listed.sessions.map((s) => s.sessionId), [session.sessionId]);
+      assert.deepEqual(
+        listed.sessions.map((s) => [s.sessionId, s.title]),
+        [[session.sessionId, "Set A to 2 and add b.py"]],
+      );
     });
   } finally {
     child.stdin.end();
@@ -89,15 +96,36 @@ test("a prompt reads, asks, and writes two files through the client", { timeout:
     ["read", "Read a.py"],
     ["edit", "Edit a.py"],
     ["edit", "Write b.py"],
-    ["edit", "Apply the edit to 2 file(s)"],
   ]);
   const diffs = updates
     .filter((u) => u.sessionUpdate === "tool_call_update")
     .flatMap((u) => u.content ?? [])
     .filter((c) => c.type === "diff");
   assert.deepEqual(diffs[0], { type: "diff", path: join(workspace, "a.py"), oldText: "A = 1\n", newText: "A = 2\n" });
-  assert.equal(permissions.length, 1);
-  assert.deepEqual(permissions[0].options.map((o) => o.kind), ["allow_once", "allow_always", "reject_once"]);
+  // One question per file: its own diff, its absolute path as the location, its relative title.
+  assert.deepEqual(
+    permissions.map(({ toolCall }) => [
+      toolCall.title,
+      toolCall.kind,
+      toolCall.content.map((c) => [c.type, c.path]),
+      toolCall.locations.map((l) => l.path),
+    ]),
+    [
+      ["Edit a.py", "edit", [["diff", join(workspace, "a.py")]], [join(workspace, "a.py")]],
+      ["Create b.py", "edit", [["diff", join(workspace, "b.py")]], [join(workspace, "b.py")]],
+    ],
+  );
+  for (const { options } of permissions) {
+    assert.deepEqual(options.map((o) => o.kind), ["allow_once", "allow_always", "reject_once"]);
+  }
+  // No chunk of the final answer before the last permission answer.
+  const lastAnswer = timeline.findLastIndex(([what]) => what === "answer");
+  const after = timeline
+    .slice(lastAnswer)
+    .filter(([what, u]) => what === "update" && u.sessionUpdate === "agent_message_chunk")
+    .map(([, u]) => u.content.text)
+    .join("");
+  assert.equal(after, "I set A to 2 and added b.py, which builds on it.");
   assert.ok(reads.includes(join(workspace, "a.py")));
   assert.deepEqual(writes.map(([p]) => p).sort(), [join(workspace, "a.py"), join(workspace, "b.py")]);
   assert.equal(readFileSync(join(workspace, "a.py"), "utf8"), "A = 2\n");
