@@ -23,6 +23,15 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return ensure_tiny_model(root, heads=1)
 
 
+@pytest.fixture(scope="session")
+def proportional_tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The model `glm-lsp tiny-model` writes (GLM-4.7's proportions: 4 heads), for the tests whose
+    figures were set on what that random model generates (how often its loops repeat a copy)."""
+    cache = os.environ.get("GLM_LSP_TEST_CACHE")
+    root = Path(cache) if cache else tmp_path_factory.mktemp("tiny-model-proportional")
+    return ensure_tiny_model(root)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def session_user_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """The user's state ($XDG_STATE_HOME) for what module fixtures set up: never the real home.

@@ -27,8 +27,9 @@ CODE = "".join(f"def f{i}(x):\n    return x + {i}\n" for i in range(12))
 
 
 @pytest.fixture(scope="module")
-def model(tiny_model_dir: Path) -> MLXModel:
-    return MLXModel(str(tiny_model_dir))
+def model(proportional_tiny_model_dir: Path) -> MLXModel:
+    """Draft acceptance counts depend on the random model's loops: these were set on this one."""
+    return MLXModel(str(proportional_tiny_model_dir))
 
 
 @contextlib.contextmanager
@@ -254,7 +255,7 @@ def test_plain_generate_step_agrees_with_the_law_used_above(model: MLXModel) -> 
 
 
 def test_settings_reach_the_conversation_and_change_in_place(
-    model: MLXModel, tiny_model_dir: Path, tmp_path: Path
+    model: MLXModel, proportional_tiny_model_dir: Path, tmp_path: Path
 ) -> None:
     from glm_lsp import runtime
     from glm_lsp.cli import build_parser, settings_from
@@ -270,8 +271,8 @@ def test_settings_reach_the_conversation_and_change_in_place(
     for bad in ({"draftTokens": 0}, {"draftTokens": True}, {"speculativeDecoding": "yes"}):
         with pytest.raises(SettingsError):
             Settings().merged(bad)
-    runtime.factory._models[str(tiny_model_dir)] = model
-    conv = make_backend(s.merged({"model": str(tiny_model_dir)}), tmp_path)
+    runtime.factory._models[str(proportional_tiny_model_dir)] = model
+    conv = make_backend(s.merged({"model": str(proportional_tiny_model_dir)}), tmp_path)
     assert (conv.speculative, conv.draft_tokens) == (False, 3)
     retune(conv, Settings())
     assert (conv.speculative, conv.draft_tokens) == (True, 8)
