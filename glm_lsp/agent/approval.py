@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from glm_lsp.agent.edits import ChangeSet, FileChange, Overlay, Snapshot
 from glm_lsp.agent.landing import ApplyReport, Landing
 from glm_lsp.glm.tool_text import error, failed
-from glm_lsp.textfile import digest
 
 
 @dataclass(frozen=True)
@@ -69,21 +68,14 @@ def change_since(overlay: Overlay, snap: Snapshot) -> FileChange | None:
     if len(changed) == 2:
         (a, a_old, a_new), (b, b_old, b_new) = changed
         if a_new is None and b_old is None:
-            return _change("rename", b, a, a_old, b_new, overlay)
+            return overlay.file_change("rename", b, a, a_old, b_new)
         if b_new is None and a_old is None:
-            return _change("rename", a, b, b_old, a_new, overlay)
+            return overlay.file_change("rename", a, b, b_old, a_new)
     if len(changed) != 1:
         raise ValueError(f"one tool call changed {len(changed)} files: {[p for p, *_ in changed]}")
     (path, old, new) = changed[0]
     kind = "create" if old is None else "delete" if new is None else "modify"
-    return _change(kind, path, None if old is None else path, old, new, overlay)
-
-
-def _change(
-    kind: str, path: str, old_path: str | None, before: str | None, after: str | None, o: Overlay
-) -> FileChange:
-    mode = o._mode(old_path)
-    return FileChange(kind, path, old_path, before, after, None, digest(before), mode)
+    return overlay.file_change(kind, path, None if old is None else path, old, new)
 
 
 def reviewed_report(changes: ChangeSet, reviews: list[Review]) -> ApplyReport:

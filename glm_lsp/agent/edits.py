@@ -229,6 +229,18 @@ class Overlay:
     def _change(self, kind: str, path: str, old: str | None, after: str | None) -> FileChange:
         before = self.base.get(old) if old else None
         version = self.ws.version(old) if old else None
+        return self.file_change(kind, path, old, before, after, version)
+
+    def file_change(
+        self,
+        kind: str,
+        path: str,
+        old: str | None,
+        before: str | None,
+        after: str | None,
+        version: int | None = None,
+    ) -> FileChange:
+        """One file's change from `before` to `after`, with the digest and mode undo needs."""
         return FileChange(kind, path, old, before, after, version, digest(before), self._mode(old))
 
     def _mode(self, rel: str | None) -> int | None:
