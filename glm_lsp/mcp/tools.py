@@ -12,20 +12,11 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from mcp_types import Tool
+from typing import TYPE_CHECKING, Any
 
 from glm_lsp.config import Settings
 from glm_lsp.glm.tool_text import error
 from glm_lsp.mcp.approval import Approvals
-from glm_lsp.mcp.client import (
-    CallTimeout,
-    Connection,
-    LoopThread,
-    connection_lost,
-    describe_error,
-)
 from glm_lsp.mcp.config import (
     PROJECT_FILE,
     McpConfigError,
@@ -35,9 +26,15 @@ from glm_lsp.mcp.config import (
     read_project_file,
     servers,
 )
-from glm_lsp.mcp.format import TOOL_NAME, glm_name, glm_tool, read_only, result_text
 from glm_lsp.runtime.base import Cancelled
 from glm_lsp.sandbox.permissions import ALLOW_ALWAYS, ALLOW_ONCE, DENY, Prompt, ToolPermissions
+
+# The MCP SDK (client.py, format.py) is imported only once a server is configured: importing it
+# costs ~0.8 s of every front-end's start-up, and most workspaces have no MCP server.
+if TYPE_CHECKING:
+    from mcp_types import Tool
+
+    from glm_lsp.mcp.client import Connection, LoopThread
 
 log = logging.getLogger(__name__)
 TRUST_LABEL = f"Trust this {PROJECT_FILE}"
@@ -122,6 +119,8 @@ class McpServers:
     # -- lifecycle -----------------------------------------------------------------------------
     @property
     def loop(self) -> LoopThread:
+        from glm_lsp.mcp.client import LoopThread
+
         if self._loop is None:
             self._loop = LoopThread(f"glm-lsp-mcp {self.root.name}")
         return self._loop
@@ -138,6 +137,10 @@ class McpServers:
         with self._lock:
             wanted = {c.name: c for c in self.configured(settings, ask, snap.notes)}
             stale = [n for n, conn in self.connections.items() if wanted.get(n) != conn.config]
+            if not wanted and not stale:
+                return snap
+            from glm_lsp.mcp.client import CallTimeout, Connection
+
             for name in stale:  # removed or edited: the old process goes
                 try:
                     self.loop.call(self.connections.pop(name).stop(), 10)
@@ -195,6 +198,8 @@ class McpServers:
 
     @staticmethod
     def _add_tools(conn: Connection, snap: Snapshot) -> None:
+        from glm_lsp.mcp.format import TOOL_NAME, glm_name, glm_tool
+
         if not conn.running:
             return
         for tool in conn.tools:
@@ -210,6 +215,8 @@ class McpServers:
         loop, self._loop = self._loop, None
         if loop is None:
             return
+        from glm_lsp.mcp.client import CallTimeout
+
         for conn in self.connections.values():
             try:
                 loop.call(conn.stop(), 10)
@@ -225,6 +232,7 @@ class McpServers:
         except McpConfigError:
             configured = {}
         conns = dict(self.connections)  # one copy: the worker may start a server meanwhile
+
         out = []
         for name in sorted(set(configured) | set(conns)):
             conn = conns.get(name)
@@ -235,7 +243,7 @@ class McpServers:
                 "transport": config.transport,
                 "target": config.describe(),
                 "state": conn.state if conn else "not started",
-                "tools": [glm_name(name, t.name) for t in conn.tools] if conn else [],
+                "tools": _tool_names(conn) if conn else [],
             }
             if conn and conn.error and conn.state in ("failed", "crashed"):
                 item["error"] = conn.error
@@ -255,6 +263,9 @@ class McpServers:
         ask: Prompt | None,
         cancel: threading.Event,
     ) -> str:
+        from glm_lsp.mcp.client import CallTimeout, connection_lost, describe_error
+        from glm_lsp.mcp.format import read_only, result_text
+
         conn, tool = snap.tools[name]
         shown = json.dumps(arguments, ensure_ascii=False)
         shown = shown if len(shown) <= 300 else shown[:299] + "…"
@@ -296,3 +307,9 @@ class McpServers:
                 return error(f"{crash}")
             return error(f"{name} failed: {describe_error(exc)}")
         return note + result_text(name, result)
+
+
+def _tool_names(conn: Connection) -> list[str]:
+    from glm_lsp.mcp.format import glm_name  # loaded already: this server started through it
+
+    return [glm_name(conn.config.name, t.name) for t in conn.tools]
