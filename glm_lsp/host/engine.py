@@ -286,13 +286,14 @@ def _clear_streams() -> None:
 
 
 def load_with_progress(name: str, on_status: OnStatus) -> MLXModel:
-    from glm_lsp.runtime.model_loader import load_model
+    from glm_lsp.runtime.model_loader import load_model, read_config, resolve_model_dir
 
     short = name.rstrip("/").split("/")[-1]
 
     def report(percent: int) -> None:
         on_status(f"loading {short}", percent)
 
+    read_config(resolve_model_dir(name))  # a missing or foreign model: its error alone, no "0%"
     report(0)
     try:
         model = MLXModel(name, load_model(name, progress=report))
