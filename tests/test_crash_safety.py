@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import mlx.core as mx
+import pytest
 
 from glm_lsp.memory.thinking_log import new_record
 from glm_lsp.state_files import prepare_state_dir
@@ -56,6 +57,7 @@ def explain(client: WireClient, root: Path, timeout: float = 120) -> dict[str, A
 # -- the server, mid-generation --------------------------------------------------------------------
 
 
+@pytest.mark.no_host  # kill -9 of the process generating and saving the KV
 def test_kill_9_mid_generation(tmp_path: Path, tiny_model_dir: Path) -> None:
     root = workspace(tmp_path)
     client = start_server(tmp_path, tiny_model_dir, root, ["First answer.", "Second.", LONG])
@@ -335,6 +337,7 @@ KV_DAMAGE = [
 ]
 
 
+@pytest.mark.no_host  # the restarted process reads the KV file
 def test_torn_or_mismatched_kv_cache_is_ignored_and_recomputed(
     tmp_path: Path, tiny_model_dir: Path
 ) -> None:
@@ -375,6 +378,7 @@ def test_torn_or_mismatched_kv_cache_is_ignored_and_recomputed(
     assert "tokens" in kv_meta(state / "kv-cache.safetensors")
 
 
+@pytest.mark.no_host  # the restarted process reads the KV file
 def test_kv_cache_of_a_model_reconverted_in_place_is_not_reused(
     tmp_path: Path, tiny_model_dir: Path
 ) -> None:

@@ -123,6 +123,7 @@ def test_outside_a_launcher_it_says_how_to_launch(tiny_model_dir: Path, tmp_path
     assert not (root / ".glm-lsp").exists()
 
 
+@pytest.mark.no_host  # "one process": the model in it, its KV file
 def test_run_pipeline_matches_one_process_and_each_rank_reloads_its_cache(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
