@@ -46,6 +46,7 @@ class RecordingClient:
         self.writes: list[tuple[str, str]] = []
         self.terminals: dict[str, tuple[list[str], Any]] = {}  # id -> (argv, process)
         self.released: list[str] = []
+        self._arrived = asyncio.Condition()  # notified on every session update
 
     def on_connect(self, conn: Any) -> None:
         self.conn = conn
@@ -53,6 +54,14 @@ class RecordingClient:
     async def session_update(self, session_id: str, update: Any, **_: Any) -> None:
         self.updates.append((session_id, update))
         self.timeline.append(("update", update))
+        async with self._arrived:
+            self._arrived.notify_all()
+
+    async def first_of_kind(self, kind: str, timeout: float = 30) -> Any:
+        """The first update of `kind`, as soon as it arrives (the timeout is a safety net)."""
+        async with self._arrived:
+            await asyncio.wait_for(self._arrived.wait_for(lambda: self.of_kind(kind)), timeout)
+        return self.of_kind(kind)[0]
 
     async def request_permission(self, session_id: str, tool_call: Any, options: list, **_: Any):
         self.permissions.append((tool_call, [o.option_id for o in options]))

@@ -221,7 +221,7 @@ async def test_watched_files_registration_and_events(tmp_path: Path, tiny_model_
                 ]
             )
         )
-        await asyncio.sleep(0.5)  # the index debounces events for 50 ms
+        # No wait here: the request waits for the events it was sent after to reach the index.
         await command(client, "glm.explain", {"uri": uri})
         log = [json.loads(line) for line in (root / ".glm-lsp" / "thinking.jsonl").open()]
         note = log[1]["messages"][0]["content"]

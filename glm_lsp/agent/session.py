@@ -38,6 +38,7 @@ from glm_lsp.workspace import WorkspaceIndex
 ApplyEdits = Callable[[ChangeSet], "tuple[bool, str | None] | ApplyReport"]
 OnTurn = Callable[[int], None]  # told the request's turn once it is numbered, before it runs
 MAX_STALE_CHECKS = 200
+DRAIN_S = 1.0  # longest wait for changes already reported to reach the index (debounce: 50 ms)
 
 
 @dataclass
@@ -149,7 +150,10 @@ class Session:
 
     def _changed_since_last(self) -> list[str]:
         """Changes since the previous request, minus the ones its own applied edit made: the
-        model knows those, and calling them news would read as the user touching its work."""
+        model knows those, and calling them news would read as the user touching its work.
+        Changes already reported (the editor's events are debounced) are waited for, briefly."""
+        if self.index.drain is not None:
+            self.index.drain(DRAIN_S)
         changes = self.index.changes_since(self.last_generation)
         ws = Workspace(self.root, self.state_dir, self.buffers)
         notes = []

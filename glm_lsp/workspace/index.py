@@ -66,6 +66,9 @@ class WorkspaceIndex:
         # Set by a running watcher: waits up to N s for queued changes to reach the journal, True
         # once they have. None: nothing watches the disk, so the journal may miss changes.
         self.settle: Callable[[float], bool] | None = None
+        # Set by a running watcher, watching the disk or not: the same wait, for the changes
+        # reported so far (the editor's didChangeWatchedFiles too) to reach the journal.
+        self.drain: Callable[[float], bool] | None = None
 
     # ----- listing -------------------------------------------------------------------------
 

@@ -120,6 +120,7 @@ class WorkspaceWatcher:
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="glm-lsp-index", daemon=True)
         self._thread.start()
+        self.index.drain = self.wait_idle
         if not observe:
             return
         observer = Observer()
@@ -136,6 +137,8 @@ class WorkspaceWatcher:
     def stop(self, timeout: float = 2.0) -> None:
         if self.index.settle == self.wait_idle:
             self.index.settle = None
+        if self.index.drain == self.wait_idle:
+            self.index.drain = None
         if self._observer is not None:
             self._observer.stop()
             self._observer.join(timeout)
