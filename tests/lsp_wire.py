@@ -73,6 +73,17 @@ class RpcConnection:
     def send(self, message: dict[str, Any]) -> None:
         self.send_raw(json.dumps({"jsonrpc": "2.0", **message}).encode("utf-8"))
 
+    def send_all(self, messages: list[dict[str, Any]]) -> None:
+        """Several messages in one write, as a client pipelining them does: the server has them
+        all before it can answer or hang up (separate writes could meet a closed socket)."""
+        frames = b""
+        for message in messages:
+            body = json.dumps({"jsonrpc": "2.0", **message}).encode("utf-8")
+            frames += b"Content-Length: %d\r\n\r\n" % len(body) + body
+        with self._write_lock:
+            self._out.write(frames)
+            self._out.flush()
+
     def send_raw(self, body: bytes) -> None:
         frame = b"Content-Length: %d\r\n\r\n" % len(body) + body
         with self._write_lock:
