@@ -39,6 +39,14 @@ def serve_argv(model: Path | str, *flags: str) -> list[str]:
     return [sys.executable, "-m", "glm_lsp.cli", "serve", "--model", str(model), *flags]
 
 
+def _encode(message: dict[str, Any]) -> bytes:
+    return json.dumps({"jsonrpc": "2.0", **message}).encode("utf-8")
+
+
+def _frame(body: bytes) -> bytes:
+    return b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+
 class RpcError(Exception):
     def __init__(self, error: dict[str, Any]) -> None:
         super().__init__(f"{error.get('code')}: {error.get('message')}")
@@ -71,23 +79,19 @@ class RpcConnection:
 
     # -- framing -------------------------------------------------------------------------------
     def send(self, message: dict[str, Any]) -> None:
-        self.send_raw(json.dumps({"jsonrpc": "2.0", **message}).encode("utf-8"))
+        self.send_raw(_encode(message))
 
     def send_all(self, messages: list[dict[str, Any]]) -> None:
         """Several messages in one write, as a client pipelining them does: the server has them
         all before it can answer or hang up (separate writes could meet a closed socket)."""
-        frames = b""
-        for message in messages:
-            body = json.dumps({"jsonrpc": "2.0", **message}).encode("utf-8")
-            frames += b"Content-Length: %d\r\n\r\n" % len(body) + body
-        with self._write_lock:
-            self._out.write(frames)
-            self._out.flush()
+        self._write(b"".join(_frame(_encode(m)) for m in messages))
 
     def send_raw(self, body: bytes) -> None:
-        frame = b"Content-Length: %d\r\n\r\n" % len(body) + body
+        self._write(_frame(body))
+
+    def _write(self, data: bytes) -> None:
         with self._write_lock:
-            self._out.write(frame)
+            self._out.write(data)
             self._out.flush()
 
     def _read_loop(self) -> None:

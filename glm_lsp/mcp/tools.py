@@ -119,9 +119,9 @@ class McpServers:
     # -- lifecycle -----------------------------------------------------------------------------
     @property
     def loop(self) -> LoopThread:
-        from glm_lsp.mcp.client import LoopThread
-
         if self._loop is None:
+            from glm_lsp.mcp.client import LoopThread
+
             self._loop = LoopThread(f"glm-lsp-mcp {self.root.name}")
         return self._loop
 
@@ -232,7 +232,6 @@ class McpServers:
         except McpConfigError:
             configured = {}
         conns = dict(self.connections)  # one copy: the worker may start a server meanwhile
-
         out = []
         for name in sorted(set(configured) | set(conns)):
             conn = conns.get(name)
